@@ -1,0 +1,83 @@
+"""Causal self-attention with grouped K/V heads: MHA, MQA and GQA from one code path.
+
+`num_kv_heads` decides the flavour: Gemma 7B has 16 query heads and 16 KV heads (MHA); Gemma 2B has 8 query heads
+sharing a single KV head (MQA); anything in between is GQA. Query head i reads KV head i // (num_heads/num_kv_heads).
+The shared K/V are *broadcast* to their group of query heads, never copied. Scores are
+softmax(float32(q k^T * scale + mask)), rounded back to the compute dtype before multiplying V.
+Gemma 3 adds RMSNorm on each q/k head (QK-norm) and a sliding window on "local" layers; both are off for Gemma 1.
+Not here: dropout (Gemma uses none at inference) or padding masks for ragged batches.
+"""
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .rmsnorm import RMSNorm
+from .rope import apply_rope
+
+
+def causal_mask(q_positions: torch.Tensor, k_positions: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Boolean (q_len, k_len) mask, True where query may attend key: k <= q (and q - k < window)."""
+    distance = q_positions[:, None] - k_positions[None, :]            # (q_len, k_len)
+    allowed = distance >= 0
+    if window is not None:
+        allowed &= distance < window
+    return allowed
+
+
+def attend_eager(q, k, v, mask, scale):
+    """q (batch, heads, q_len, head_dim); k, v (batch, kv_heads, k_len, head_dim); mask (q_len, k_len) bool."""
+    batch, heads, q_len, head_dim = q.shape
+    kv_heads = k.shape[1]
+    q = q.view(batch, kv_heads, heads // kv_heads, q_len, head_dim)   # group query heads by their KV head
+    k, v = k.unsqueeze(2), v.unsqueeze(2)                             # (batch, kv_heads, 1, k_len, head_dim)
+    scores = (q @ k.transpose(-1, -2)) * scale                         # (batch, kv_heads, group, q_len, k_len)
+    scores = scores.float().masked_fill(~mask, float("-inf"))
+    probs = scores.softmax(dim=-1).to(v.dtype)
+    out = probs @ v                                                    # (batch, kv_heads, group, q_len, head_dim)
+    return out.reshape(batch, heads, q_len, head_dim)
+
+
+def attend_sdpa(q, k, v, mask, scale):
+    """Same maths through PyTorch's fused scaled_dot_product_attention (no (q_len, k_len) score tensor kept)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale,
+                                          enable_gqa=k.shape[1] != q.shape[1])
+
+
+ATTENTION_IMPLEMENTATIONS = {"eager": attend_eager, "sdpa": attend_sdpa}
+
+
+def attend(q, k, v, mask, scale, impl: str = "sdpa"):
+    return ATTENTION_IMPLEMENTATIONS[impl](q, k, v, mask, scale)
+
+
+class Attention(nn.Module):
+    def __init__(self, config, layer: int = 0):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
+        self.scale = config.attention_scale
+        self.impl = "sdpa"
+        d, hd = config.hidden_size, config.head_dim
+        self.q_proj = nn.Linear(d, config.num_heads * hd, bias=False)
+        self.k_proj = nn.Linear(d, config.num_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(d, config.num_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(config.num_heads * hd, d, bias=False)
+        self.q_norm = RMSNorm(hd, config.rms_norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(hd, config.rms_norm_eps) if config.qk_norm else None
+
+    def split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        return x.view(batch, seq, heads, self.head_dim).transpose(1, 2)   # (batch, heads, seq, head_dim)
+
+    def forward(self, x, rope, mask, cache=None, layer: int = 0):
+        """x (batch, seq, hidden); rope = (cos, sin) for these positions; mask (seq, k_len) bool."""
+        q = self.split_heads(self.q_proj(x), self.num_heads)           # (batch, heads, seq, head_dim)
+        k = self.split_heads(self.k_proj(x), self.num_kv_heads)        # (batch, kv_heads, seq, head_dim)
+        v = self.split_heads(self.v_proj(x), self.num_kv_heads)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)                           # (batch, kv_heads, k_len, head_dim)
+        out = attend(q, k, v, mask, self.scale, self.impl)            # (batch, heads, seq, head_dim)
+        batch, _, seq, _ = out.shape
+        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))

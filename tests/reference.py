@@ -1,0 +1,88 @@
+"""Helpers that build the reference (Hugging Face transformers) Gemma on random weights and save it to disk in the
+official layouts, so minigemma can be checked against it through its own loader."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+import minigemma as mg
+
+
+def hf_config(cfg: mg.GemmaConfig, **extra):
+    from transformers import GemmaConfig as HFGemmaConfig
+    return HFGemmaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+                         head_dim=cfg.head_dim, max_position_embeddings=cfg.max_seq_len,
+                         rope_theta=cfg.rope_theta, rms_norm_eps=cfg.rms_norm_eps,
+                         hidden_activation="gelu_pytorch_tanh", pad_token_id=0, eos_token_id=1, bos_token_id=2,
+                         tie_word_embeddings=True, **extra)
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Seeded random weights everywhere, norms included (a zero norm weight would hide the `1 + w` convention).
+    Linear weights get std 2/sqrt(fan_in) and embeddings 0.3/sqrt(hidden): with these, greedy text from a tiny random
+    model varies instead of repeating one token, so token-for-token comparisons mean something."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if p.dim() == 1:                                   # norm offsets: visibly non-zero
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+            elif "embed" in name:                           # scaled by sqrt(hidden) on the way in
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3 / p.shape[1] ** 0.5)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 2.0 / p.shape[1] ** 0.5)
+    return model
+
+
+def reference_model(cfg: mg.GemmaConfig, seed: int = 0, dtype=torch.float32, attn="eager"):
+    from transformers import GemmaForCausalLM
+    torch.manual_seed(seed)
+    model = GemmaForCausalLM(hf_config(cfg, attn_implementation=attn))
+    return randomize_(model, seed).to(dtype).eval()
+
+
+def save_hf(model, directory: Path, max_shard_size=None) -> Path:
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(directory, safe_serialization=True, **kwargs)
+    return directory
+
+
+def save_gemma_pytorch(model, path: Path, max_seq_len: int | None = None, theta: float = 10000.0) -> Path:
+    """Write `model`'s weights as gemma_pytorch does: model_state_dict, embedder.weight, fused qkv_proj with rows
+    [q | k | v], and the complex64 freqs_cis buffer (2 * max_seq_len, head_dim / 2)."""
+    cfg = model.config
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue
+        if name == "model.embed_tokens.weight":
+            name = "embedder.weight"
+        if ".self_attn.k_proj." in name or ".self_attn.v_proj." in name:
+            continue
+        if ".self_attn.q_proj." in name:
+            prefix = name[: -len("q_proj.weight")]
+            qkv = [model.state_dict()[prefix + p + "_proj.weight"] for p in "qkv"]
+            state[prefix + "qkv_proj.weight"] = torch.cat(qkv, dim=0).clone()
+            continue
+        state[name] = tensor.clone()
+    seq = max_seq_len or cfg.max_position_embeddings
+    angles = torch.outer(torch.arange(2 * seq).float(),
+                         1.0 / theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim))
+    state["freqs_cis"] = torch.polar(torch.ones_like(angles), angles)
+    torch.save({"model_state_dict": state}, path)
+    return path
+
+
+def hf_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def hf_greedy(model, ids: torch.Tensor, n: int) -> list[int]:
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0,
+                             min_new_tokens=n)
+    return out[0, ids.shape[1]:].tolist()
