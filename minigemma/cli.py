@@ -46,9 +46,10 @@ def default_checkpoint() -> Path:
 
 
 def cmd_generate(args) -> int:
-    from . import checkpoint, generate
+    from .checkpoint import load_model
+    from .generate import generate
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    model = checkpoint.load_model(path, dtype=DTYPES[args.dtype] if args.dtype else None)
+    model = load_model(path, dtype=DTYPES[args.dtype] if args.dtype else None)
     tok = find_tokenizer(path, args.tokenizer)
     ids = tok.chat_prompt(args.prompt) if args.chat else tok.encode(args.prompt)
     print(args.prompt, end="", flush=True)
@@ -59,9 +60,9 @@ def cmd_generate(args) -> int:
         streamed.append(token_id)
         print(tok.decode(streamed)[len(before):], end="", flush=True)
 
-    generate.generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                      top_k=args.top_k, top_p=args.top_p, seed=args.seed, on_token=show,
-                      stop_ids=(1, 107) if args.chat else (1,))
+    generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+             top_k=args.top_k, top_p=args.top_p, seed=args.seed, on_token=show,
+             stop_ids=(1, 107) if args.chat else (1,))
     print()
     return 0
 

@@ -86,3 +86,27 @@ def hf_greedy(model, ids: torch.Tensor, n: int) -> list[int]:
         out = model.generate(ids, max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0,
                              min_new_tokens=n)
     return out[0, ids.shape[1]:].tolist()
+
+
+TOKENIZER_TEXT = """Gemma is a family of lightweight open models built from the research and technology used to create
+Gemini models. They are text-to-text, decoder-only large language models, available in English, with open
+weights. The capital of France is Paris. In 1998, 42 people counted 3.14159 apples and 2,718 pears.
+Hello I am doing a project on the 1990s and I need to know what the most popular music was.
+Café, naïve, façade; 東京 and 北京; emoji 🙂 follow the bytes.
+"""
+
+
+def train_tokenizer(directory: Path, vocab_size: int = 400) -> Path:
+    """A small Gemma-style SentencePiece BPE model (byte fallback, split digits, no normalisation),
+    with Gemma's special ids pad 0, eos 1, bos 2, unk 3. Returns the tokenizer.model path."""
+    import io
+    import sentencepiece as spm
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(TOKENIZER_TEXT.splitlines() * 20), model_writer=model, vocab_size=vocab_size,
+        model_type="bpe", byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+        add_dummy_prefix=False, remove_extra_whitespaces=False, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+        num_threads=1, minloglevel=2, hard_vocab_limit=False)
+    path = Path(directory) / "tokenizer.model"
+    path.write_bytes(model.getvalue())
+    return path
