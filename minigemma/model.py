@@ -85,11 +85,12 @@ class Gemma(nn.Module):
         tables, masks = self.rope_and_masks(positions, k_positions)
 
         h = self.embed(input_ids)                                     # (batch, seq, hidden)
-        hidden = [h]
+        hidden = [h] if return_hidden else None                      # kept only when asked: L+1 activations
         for block in self.layers:
             kind = "local" if block.is_local else "global"
             h = block(h, tables[kind], masks[kind], cache)
-            hidden.append(h)
+            if hidden is not None:
+                hidden.append(h)
         if cache is not None:
             cache.advance(seq_len)
         if last_only:

@@ -1,0 +1,206 @@
+"""How much memory Gemma inference needs, in bytes, from the config alone: weights, KV cache, temporary buffers.
+
+    total = weights + KV cache + (buffers alive at the peak of prefill or decode) + overhead (a labelled assumption)
+
+* Weights: every tensor's shape follows from the config (`weight_tensors`); its bytes from the storage format
+  (`memory_formats`: fp32, bf16, int8, int4, NF4, GGUF mixes).
+* KV cache: 2 (K and V) x layers x batch x kv_heads x tokens x head_dim x bytes, exactly what
+  `minigemma.kv_cache.KVCache` pre-allocates.
+* Buffers: `forward_phases` lists the tensors alive at each step of minigemma's forward pass (traced from the code,
+  checked against torch.profiler); the largest step is the peak. The traps: eager attention keeps
+  batch x heads x tokens^2 float32 scores, and logits for every position cost tokens x 256k vocab.
+* Overhead: the CUDA context and kernels, outside PyTorch's allocator; an assumption you can change.
+Not here: allocator rounding and fragmentation, kernel workspaces (cuBLAS, fused attention tiles), tensors of
+size O(hidden) or smaller, Gemma 3's QK-norm and extra norm temporaries, paged or quantized KV caches.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from .config import GemmaConfig
+from .memory_formats import Tensor, storage_for
+
+GiB, GB = 2**30, 10**9
+DTYPE_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "fp8": 1}
+CUDA_CONTEXT_BYTES = GiB // 2   # assumption: CUDA context + loaded kernels; nvidia-smi shows it, PyTorch does not
+
+
+def dtype_bytes(dtype) -> int:
+    """Bytes per element of 'bf16' / 'fp32' / ... or of a torch.dtype."""
+    if isinstance(dtype, torch.dtype):
+        return torch.empty(0, dtype=dtype).element_size()
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[dtype]
+
+
+def describe(nbytes: int) -> str:
+    return f"{nbytes / GiB:.2f} GiB ({nbytes / GB:.2f} GB)"
+
+
+def weight_tensors(config: GemmaConfig) -> list[Tensor]:
+    """Every weight tensor of the model, named as in minigemma's state_dict, with its shape from the config."""
+    d, f, hd = config.hidden_size, config.intermediate_size, config.head_dim
+    q_rows, kv_rows = config.num_heads * hd, config.num_kv_heads * hd
+    tensors = [Tensor("embed.weight", "embedding", (config.vocab_size, d))]
+    for i in range(config.num_layers):
+        p = f"layers.{i}."
+        tensors += [Tensor(p + "attn_norm.weight", "norms", (d,), i),
+                    Tensor(p + "attn.q_proj.weight", "attention", (q_rows, d), i),
+                    Tensor(p + "attn.k_proj.weight", "attention", (kv_rows, d), i),
+                    Tensor(p + "attn.v_proj.weight", "attention", (kv_rows, d), i),
+                    Tensor(p + "attn.o_proj.weight", "attention", (d, q_rows), i),
+                    Tensor(p + "mlp_norm.weight", "norms", (d,), i),
+                    Tensor(p + "mlp.gate_proj.weight", "mlp", (f, d), i),
+                    Tensor(p + "mlp.up_proj.weight", "mlp", (f, d), i),
+                    Tensor(p + "mlp.down_proj.weight", "mlp", (d, f), i)]
+        if config.qk_norm:
+            tensors += [Tensor(p + f"attn.{n}_norm.weight", "norms", (hd,), i) for n in "qk"]
+        if config.sandwich_norms:
+            tensors += [Tensor(p + f"{n}.weight", "norms", (d,), i) for n in ("post_attn_norm", "post_mlp_norm")]
+    return tensors + [Tensor("norm.weight", "norms", (d,))]
+
+
+def tensor_bytes(config: GemmaConfig, fmt: str = "bf16") -> dict[str, int]:
+    """{tensor name: bytes} in weight format `fmt` (see memory_formats.WEIGHT_FORMATS)."""
+    return {t.name: storage_for(t, config.num_layers, fmt).nbytes(t.shape) for t in weight_tensors(config)}
+
+
+def weight_bytes(config: GemmaConfig, fmt: str = "bf16") -> dict[str, int]:
+    """Bytes of the weights by group: embedding, attention, mlp, norms."""
+    groups = dict.fromkeys(("embedding", "attention", "mlp", "norms"), 0)
+    for t in weight_tensors(config):
+        groups[t.group] += storage_for(t, config.num_layers, fmt).nbytes(t.shape)
+    return groups
+
+
+def kv_cache_bytes(config: GemmaConfig, tokens: int, batch: int = 1, dtype="bf16") -> int:
+    """K and V for `tokens` positions of every layer: the size of KVCache(config, batch, tokens, dtype)."""
+    return 2 * config.num_layers * batch * config.num_kv_heads * tokens * config.head_dim * dtype_bytes(dtype)
+
+
+def forward_phases(config: GemmaConfig, new_tokens: int, batch: int = 1, dtype="bf16", past_tokens: int = 0,
+                   attention: str = "sdpa", last_only: bool = True, cache: bool = True) -> dict[str, dict[str, int]]:
+    """{step of minigemma's forward pass: {buffer: bytes}} for the tensors alive at that step, weights and KV cache
+    excluded. Prefill: new_tokens = prompt, past_tokens = 0. Decode: new_tokens = 1, past_tokens = context - 1."""
+    if attention not in ("sdpa", "eager"):
+        raise ValueError(f"attention must be 'sdpa' or 'eager', got {attention!r}")
+    b, B, S, T = dtype_bytes(dtype), batch, new_tokens, past_tokens + new_tokens
+    D, F, V, H, KV, hd = (config.hidden_size, config.intermediate_size, config.vocab_size, config.num_heads,
+                          config.num_kv_heads, config.head_dim)
+    f32_copy = 4 if b < 4 else 0          # .float() copies a bf16 tensor; on a float32 tensor it is a no-op
+    kinds = 2 if config.layer_types else 1                           # Gemma 3: global and local tables/masks
+    fixed = {"positions (int64)": 8 * (S + T), "RoPE cos/sin (fp32)": kinds * 4 * S * hd,
+             "causal mask (bool)": kinds * S * T}
+    x, q, k = B * S * D * b, B * H * S * hd * b, B * KV * S * hd * b   # bytes of (B,S,D), (B,H,S,hd), (B,KV,S,hd)
+    in_attention = {**fixed, "block input": x, "normed input": x,
+                    "q (+ k, v without cache)": q + (0 if cache else 2 * k)}
+    n_scores = B * H * S * T                                          # (B, H, S, T) attention scores
+    if attention == "eager":              # scores rounded, copied to fp32, masked, softmaxed, rounded back
+        attend = {"attention scores (eager)": {**in_attention, "inverted mask": S * T,
+                                               "scores and probabilities": n_scores * (b + 8 if b < 4 else 8)},
+                  "attention values (eager)": {**in_attention, "scores and probabilities": n_scores * (4 + b),
+                                               "V expanded to every query head (copy)": expanded_kv_copy(
+                                                   config, B, T, b, cache), "heads output": q}}
+    else:                                 # fused kernel: no scores kept; the bool mask becomes an additive one
+        attend = {"attention (sdpa)": {**in_attention, "additive mask": S * T * b, "heads output": q}}
+    logit_rows = B * (1 if last_only else S)
+    return {
+        "causal mask": {**fixed, "key distances (int64)": 8 * S * T},
+        "embedding": {**fixed, "lookup": x, "scaled lookup": x},
+        "attention norm": {**fixed, "block input": x, "fp32 temporaries": B * S * D * (8 + f32_copy)},
+        "RoPE on q": {**fixed, "block input": x, "normed input": x, "q, k, v": q + 2 * k,
+                      "fp32 temporaries": B * H * S * hd * (8 + f32_copy)},
+        "RoPE on k": {**fixed, "block input": x, "normed input": x, "q, k, v, rotated q": 2 * q + 2 * k,
+                      "fp32 temporaries": B * KV * S * hd * (8 + f32_copy)},
+        **attend,
+        "attention output": {**in_attention, "heads output + transposed copy": 2 * q, "o_proj output": x},
+        "MLP": {**fixed, "block input": x, "after attention": x, "attention output": x, "normed input": x,
+                "gate, GELU(gate), up, product (3 alive)": 3 * B * S * F * b},
+        "logits": {**fixed, "final hidden": x, "final norm": logit_rows * D * b, "logits": logit_rows * V * b},
+    }
+
+
+def expanded_kv_copy(config: GemmaConfig, batch: int, keys: int, nbytes: int, cache: bool) -> int:
+    """Bytes of the copy torch.matmul makes of K (then V) when broadcasting a KV head to its group of query heads
+    cannot be a view: the (batch, kv_heads, group) dims must merge into one strided batch dim."""
+    group = config.num_heads // config.num_kv_heads
+    sizes = (batch, config.num_kv_heads, group)
+    mergeable = sum(n > 1 for n in sizes) <= 1 or (cache and group == 1)   # cache layout: batch, then kv heads
+    return 0 if mergeable else batch * config.num_heads * keys * config.head_dim * nbytes
+
+
+def peak_phase(phases: dict[str, dict[str, int]]) -> tuple[str, int]:
+    name = max(phases, key=lambda p: sum(phases[p].values()))
+    return name, sum(phases[name].values())
+
+
+@dataclass(frozen=True)
+class Estimate:
+    weights: dict[str, int]        # by group
+    kv_cache: int
+    buffers: dict[str, int]        # alive at the peak, besides weights and cache
+    peak_at: str                   # "prefill: MLP", "decode: logits", ...
+    overhead: dict[str, int]       # labelled assumptions
+
+    @property
+    def total(self) -> int:
+        return sum(self.weights.values()) + self.kv_cache + sum(self.buffers.values()) + sum(self.overhead.values())
+
+
+def estimate(config: GemmaConfig, context: int, batch: int = 1, weights: str = "bf16", dtype="bf16",
+             kv_dtype=None, attention: str = "sdpa", last_only: bool = True,
+             overhead: int = CUDA_CONTEXT_BYTES) -> Estimate:
+    """Memory to prefill a `context`-token prompt (the worst case: it fills the cache) and decode at that length."""
+    for name, value in (("context", context), ("batch", batch)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if context > config.max_seq_len:
+        raise ValueError(f"context of {context} tokens exceeds the model's maximum of {config.max_seq_len}")
+    steps = {"prefill": forward_phases(config, context, batch, dtype, 0, attention, last_only),
+             "decode": forward_phases(config, 1, batch, dtype, context - 1, attention)}
+    peaks = {step: peak_phase(phases) for step, phases in steps.items()}     # step -> (phase, bytes)
+    step = max(peaks, key=lambda s: peaks[s][1])
+    phase = peaks[step][0]
+    return Estimate(weights=weight_bytes(config, weights), kv_cache=kv_cache_bytes(config, context, batch,
+                    kv_dtype or dtype), buffers=steps[step][phase], peak_at=f"{step}: {phase}",
+                    overhead={"CUDA context (assumed)": overhead} if overhead else {})
+
+
+@contextmanager
+def _quiet_c_stderr():
+    """Silence the C-level stderr: the profiler's backend (Kineto) logs a line at every start and stop."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def cpu_peak_bytes(fn) -> int:
+    """Peak of PyTorch's CPU allocations while fn() runs, above what was allocated before, from the profiler's
+    allocation events (each allocation and free, with its size and time)."""
+    from torch.profiler import ProfilerActivity, profile
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_c_stderr():
+        prof.start()
+    try:
+        fn()
+    finally:
+        with _quiet_c_stderr():
+            prof.stop()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
