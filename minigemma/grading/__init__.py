@@ -1,0 +1,71 @@
+"""Graded exercises: checks that explain mistakes, and the `minigemma grade` command.
+
+Learners call a check after each task of an exercise notebook (exercises/*.ipynb):
+
+    from minigemma.grading import check_rope
+    check_rope(apply_rope)      # ✓ rope-apply: passed.   or   ✗ rope-apply: your output matches the interleaved ...
+
+Each check runs the learner's function on fresh random inputs against minigemma's own modules, and when the answer
+is wrong compares it with known-wrong variants (interleaved RoPE, norm without +1, exact GELU, ...) to say which
+mistake it is. Instructors grade whole notebooks, each in a fresh kernel:
+
+    minigemma grade exercises/solutions/ --json report.json
+
+Modules: core (the check decorator, results, time limit), compare (tensor comparison and diagnosis), checks_*
+(one per exercise), toy_tokenizer, notebook (nbgrader metadata, reading scores), runner (kernels), report.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .checks_attention import check_attention, check_causal_mask, check_gqa, check_sliding_window_mask
+from .checks_block import check_decoder_block, check_gemma_forward, check_hf_names
+from .checks_embedding import check_embed, check_embedding_scale, check_tied_logits
+from .checks_kv_cache import check_kv_cache, check_rolling_kv_cache
+from .checks_mlp import check_geglu, check_geglu_fused, check_gelu_tanh
+from .checks_rmsnorm import check_fold_norm, check_rms_norm, check_rmsnorm_module
+from .checks_rope import check_interleaved_to_half_split, check_rope, check_rope_angles
+from .checks_sampling import check_temperature_top_k, check_top_p
+from .checks_tokenizer import check_bpe_encode, check_byte_fallback, check_chat_prompt, check_encode
+from .checks_vram import check_kv_cache_bytes, check_max_context, check_parameter_count
+from .core import REGISTRY, CheckFailed, CheckResult
+from .toy_tokenizer import piece_scores, toy_processor
+
+COMMAND = "grade"
+HELP = "grade exercise notebooks (a file or a folder) in fresh kernels: points per task and the reasons"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="an exercise notebook, or a folder of them")
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    parser.add_argument("--time-limit", type=float, default=20.0, metavar="SECONDS",
+                        help="per task; a task still running then scores zero (default 20)")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks graded at once, one kernel each (default 2)")
+    parser.add_argument("--kernel", help="Jupyter kernel to run the notebooks in (default: the notebook's own)")
+
+
+def run(args) -> int:
+    from .report import format_report, write_json
+    from .runner import grade
+    try:
+        import ipykernel, nbclient, nbformat  # noqa: F401, E401  (grading runs notebooks in Jupyter kernels)
+    except ImportError as err:
+        raise ValueError(f"grading needs nbclient, nbformat and ipykernel ({err}); "
+                         "pip install nbclient nbformat ipykernel (all in minigemma[test])") from None
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise ValueError(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
+    started = time.perf_counter()
+    reports = grade(args.paths, time_limit=args.time_limit, jobs=args.jobs, kernel=args.kernel)
+    seconds = time.perf_counter() - started
+    print(format_report(reports, seconds))
+    if args.json:
+        write_json(reports, seconds, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+__all__ = ["COMMAND", "HELP", "add_arguments", "run", "CheckFailed", "CheckResult", "REGISTRY", "toy_processor",
+           "piece_scores"] + sorted(name for name in dir() if name.startswith("check_"))

@@ -1,0 +1,161 @@
+"""What every check shares: the `@check` decorator, the result it reports, and the per-task time limit.
+
+A check runs the learner's code on fresh random inputs against minigemma's own modules and ends in one of two ways:
+  * passed: it returns a `CheckResult`; displayed in a notebook it shows one line and carries a machine-readable
+    record (MIME type GRADE_MIME) that `minigemma grade` reads;
+  * failed: it raises `CheckFailed`, whose message says what is wrong and hints at the fix. Jupyter shows only that
+    message (no traceback), and nbgrader, which gives zero to a grade cell that raises, agrees with our grader.
+`check_x.run(...)` gives the `CheckResult` without raising or displaying (the tests use it).
+Time limit: the whole check runs under SIGALRM (`MINIGEMMA_TASK_TIME_LIMIT` seconds, default 20) where the platform
+has it; the grader also interrupts the kernel from outside, so a hang in C code is stopped too.
+Not here: the comparisons themselves (compare.py) or running notebooks (runner.py).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+GRADE_MIME = "application/vnd.minigemma.grade+json"
+TIME_LIMIT_ENV = "MINIGEMMA_TASK_TIME_LIMIT"
+DEFAULT_TIME_LIMIT = 20.0
+REGISTRY: dict[str, object] = {}          # task id -> check function
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # .../minigemma
+
+
+class Mismatch(Exception):
+    """Raised inside a check when the learner's answer is wrong; the message is shown as is."""
+
+
+class TaskTimeout(BaseException):
+    """The time limit expired. A BaseException, so a learner's `except Exception` cannot swallow it."""
+
+
+@dataclass
+class CheckResult:
+    task: str
+    passed: bool
+    message: str
+    seconds: float = 0.0
+
+    def record(self) -> dict:
+        return {"task": self.task, "passed": self.passed, "message": self.message, "seconds": round(self.seconds, 3)}
+
+    def line(self) -> str:
+        return f"{'✓' if self.passed else '✗'} {self.task}: {self.message}"
+
+    def __repr__(self) -> str:
+        return self.line()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/plain": self.line(), GRADE_MIME: self.record()}
+
+
+class CheckFailed(AssertionError):
+    """A failed check. In Jupyter it renders as its one-line message instead of a traceback."""
+
+    def __init__(self, result: CheckResult):
+        super().__init__(result.message)
+        self.result = result
+
+    def _render_traceback_(self):
+        return [f"\x1b[31m{self.result.line()}\x1b[0m"]
+
+
+def time_limit_seconds() -> float:
+    value = os.environ.get(TIME_LIMIT_ENV, "")
+    try:
+        return float(value) if value else DEFAULT_TIME_LIMIT
+    except ValueError:
+        return DEFAULT_TIME_LIMIT
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise TaskTimeout in the main thread after `seconds` (no-op where SIGALRM is unavailable)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds <= 0:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TaskTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def is_library(filename: str) -> bool:
+    """Frames of minigemma itself (the checks included), torch and other installed packages."""
+    if filename.startswith("<") and not filename.startswith("<ipython-input"):   # <string>, <frozen ...>
+        return True
+    path = os.path.abspath(filename)
+    return path.startswith(PACKAGE_DIR + os.sep) or "site-packages" in path or "dist-packages" in path
+
+
+def where_it_failed(err: BaseException) -> str:
+    """' (line N of fn)' for the learner's last frame in the traceback, or '' when none of it is the learner's."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not is_library(f.filename)]
+    return f" (line {frames[-1].lineno} of {frames[-1].name})" if frames else ""
+
+
+def explain_error(err: Exception) -> str:
+    where = where_it_failed(err)
+    text = f"{type(err).__name__}: {err}".strip().rstrip(":")
+    if where:
+        return f"your code raised {text}{where}."
+    return f"the check could not use your result ({text}); compare its type and shape with the task."
+
+
+def run_body(task: str, body, args, kwargs) -> CheckResult:
+    limit = time_limit_seconds()
+    started = time.perf_counter()
+    try:
+        with time_limit(limit):
+            body(*args, **kwargs)
+        passed, message = True, "passed."
+    except NotImplementedError:
+        passed, message = False, "not implemented yet: replace `raise NotImplementedError()` with your code."
+    except Mismatch as err:
+        passed, message = False, str(err)
+    except TaskTimeout:
+        passed, message = False, f"stopped after {limit:g} s (the time limit); is there a loop that never ends?"
+    except RecursionError:
+        passed, message = False, "your code recursed without end (RecursionError)."
+    except Exception as err:                        # the learner's code (or its result) broke: say where
+        passed, message = False, explain_error(err)
+    return CheckResult(task, passed, message, time.perf_counter() - started)
+
+
+def check(task: str):
+    """Turn `body(learner_fn, ...)`, which raises Mismatch on a wrong answer, into a learner-facing check."""
+    def decorate(body):
+        @functools.wraps(body)
+        def checker(*args, **kwargs):
+            result = run_body(task, body, args, kwargs)
+            if not result.passed:
+                raise CheckFailed(result)
+            return result
+
+        checker.run = lambda *args, **kwargs: run_body(task, body, args, kwargs)
+        checker.task = task
+        REGISTRY[task] = checker
+        return checker
+    return decorate
+
+
+def require_callable(obj, what: str) -> None:
+    """A clear message when the learner passes something that is not a function (or class)."""
+    if not callable(obj):
+        raise Mismatch(f"expected your {what} (a function or class), got {type(obj).__name__}; "
+                       f"pass the function itself, without calling it.")
