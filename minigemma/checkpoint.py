@@ -146,9 +146,10 @@ def read_checkpoint(path) -> tuple[GemmaConfig, dict[str, torch.Tensor]]:
 
 def load_model(path, dtype: torch.dtype | None = None, device="cpu") -> Gemma:
     """Build a Gemma from a checkpoint. dtype None keeps the checkpoint's own dtype."""
-    if find_weights(Path(path))[0] == "gguf":
+    kind, files = find_weights(Path(path))
+    if kind == "gguf":                                                 # a .gguf, or a folder holding one
         from .gguf import load_gguf_model
-        return load_gguf_model(path, dtype=dtype, device=device)
+        return load_gguf_model(files[0], dtype=dtype, device=device)
     config, tensors = read_checkpoint(path)
     with torch.device("meta"):
         model = Gemma(config)

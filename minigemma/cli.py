@@ -62,7 +62,7 @@ def cmd_generate(args) -> int:
 
     generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
              top_k=args.top_k, top_p=args.top_p, seed=args.seed, on_token=show,
-             stop_ids=(1, 107) if args.chat else (1,))
+             stop_ids=(tok.eos_id, tok.piece_to_id("<end_of_turn>")) if args.chat else (tok.eos_id,))
     print()
     return 0
 

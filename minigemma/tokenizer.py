@@ -25,6 +25,9 @@ def load_processor(path: Path):
         path = path / "tokenizer.model"
         if not path.exists():
             raise TokenizerError(f"no tokenizer.model in directory {path.parent}")
+    if path.suffix == ".gguf":                      # a GGUF stores its vocabulary, not a tokenizer.model
+        from .gguf_tokenizer import load_gguf_processor
+        return load_gguf_processor(path)
     processor = spm.SentencePieceProcessor()
     try:
         processor.LoadFromSerializedProto(path.read_bytes())
