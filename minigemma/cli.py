@@ -45,35 +45,64 @@ def default_checkpoint() -> Path:
     return path
 
 
+class TextStream:
+    """Prints decoded text as token ids arrive. A character split over several byte-fallback tokens decodes as
+    U+FFFD until its last byte arrives, so text ending in U+FFFD is held back."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.printed = tokenizer, [], 0
+
+    def __call__(self, token_id: int) -> None:
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids)
+        if not text.endswith("\ufffd"):
+            print(text[self.printed:], end="", flush=True)
+            self.printed = len(text)
+
+    def finish(self) -> None:
+        print(self.tokenizer.decode(self.ids)[self.printed:], flush=True)
+
+
 def cmd_generate(args) -> int:
     from .checkpoint import load_model
     from .generate import generate
+    if not args.prompt:
+        raise ValueError("the prompt is empty: give some text to continue")
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    tok = find_tokenizer(path, args.tokenizer)                 # fail fast, before loading gigabytes of weights
     model = load_model(path, dtype=DTYPES[args.dtype] if args.dtype else None)
-    tok = find_tokenizer(path, args.tokenizer)
     ids = tok.chat_prompt(args.prompt) if args.chat else tok.encode(args.prompt)
     print(args.prompt, end="", flush=True)
-    streamed: list[int] = []
-
-    def show(token_id: int) -> None:       # print the new text as each token arrives
-        before = tok.decode(streamed)
-        streamed.append(token_id)
-        print(tok.decode(streamed)[len(before):], end="", flush=True)
+    show = TextStream(tok)
 
     generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
              top_k=args.top_k, top_p=args.top_p, seed=args.seed, on_token=show,
              stop_ids=(tok.eos_id, tok.piece_to_id("<end_of_turn>")) if args.chat else (tok.eos_id,))
-    print()
+    show.finish()
     return 0
 
 
 def describe(path: Path) -> dict:
-    from .checkpoint import load_model
-    model = load_model(path)
-    n_params = model.num_parameters()
-    return {"path": str(path), "config": model.config.to_dict(), "parameters": n_params,
-            "dtype": str(model.dtype).replace("torch.", ""),
-            "bytes": sum(p.nbytes for p in model.parameters())}
+    """Config, parameter count, dtype and bytes. A Hugging Face checkpoint is described from config.json and the
+    safetensors headers alone (no weights read); other layouts are loaded."""
+    from .checkpoint import find_weights, load_model, read_checkpoint
+    from .model import Gemma
+    from .tensor_files import SAFETENSORS_DTYPES, read_safetensors_header
+    kind, files = find_weights(path)
+    if kind == "hf":
+        config, _ = read_checkpoint(path)
+        entries = [info for file in files for name, info in read_safetensors_header(file)[0].items()
+                   if not name.endswith("lm_head.weight")]
+        with torch.device("meta"):
+            n_params = Gemma(config).num_parameters()
+        dtypes = sorted({str(SAFETENSORS_DTYPES[e["dtype"]]).replace("torch.", "") for e in entries})
+        n_bytes = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries)
+    else:
+        model = load_model(path)
+        config, n_params = model.config, model.num_parameters()
+        dtypes, n_bytes = [str(model.dtype).replace("torch.", "")], sum(p.nbytes for p in model.parameters())
+    return {"path": str(path), "config": config.to_dict(), "parameters": n_params, "dtype": ", ".join(dtypes),
+            "bytes": n_bytes}
 
 
 def cmd_info(args) -> int:

@@ -9,6 +9,8 @@ Not here: beam search, repetition penalties, padding of ragged prompts (all prom
 """
 from __future__ import annotations
 
+import math
+from numbers import Integral, Real
 from typing import Callable, Iterable
 
 import torch
@@ -16,20 +18,29 @@ import torch
 EOS_ID, PAD_ID = 1, 0
 
 
-def check_sampling(max_new_tokens, temperature, top_k, top_p) -> None:
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+def is_integer(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None) -> None:
+    if not is_integer(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-    if not isinstance(temperature, (int, float)) or temperature < 0 or temperature != temperature:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+    if not isinstance(temperature, Real) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (not is_integer(top_k) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+    if top_p is not None and not (isinstance(top_p, Real) and 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if seed is not None and not is_integer(seed):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
 
 
 def as_batch(input_ids) -> torch.Tensor:
     """A list of ids, a 1-D or a 2-D tensor -> int64 tensor (batch, seq)."""
-    ids = torch.as_tensor(input_ids, dtype=torch.long)
+    ids = torch.as_tensor(input_ids)
+    if ids.numel() and (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool):
+        raise ValueError(f"token ids must be integers, got {ids.dtype}")
+    ids = ids.long()
     if ids.dim() == 1:
         ids = ids.unsqueeze(0)
     if ids.dim() != 2 or ids.shape[1] == 0:
@@ -38,21 +49,27 @@ def as_batch(input_ids) -> torch.Tensor:
     return ids
 
 
-def sample_next(logits: torch.Tensor, temperature=0.0, top_k=None, top_p=None, generator=None) -> torch.Tensor:
-    """logits (batch, vocab) -> next ids (batch,)."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
+def next_token_probs(logits: torch.Tensor, temperature: float, top_k=None, top_p=None) -> torch.Tensor:
+    """logits (batch, vocab) -> the sampling distribution (batch, vocab), float32; temperature must be > 0."""
     logits = logits.float() / temperature
     if top_k is not None:
         kth_best = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth_best, float("-inf"))
     if top_p is not None:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= top_p   # mass before this token already >= p
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs           # probability of the better tokens
+        drop_sorted = mass_before >= top_p                                  # the set already reached p without it
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)
+    return logits.softmax(dim=-1)
+
+
+def sample_next(logits: torch.Tensor, temperature=0.0, top_k=None, top_p=None, generator=None) -> torch.Tensor:
+    """logits (batch, vocab) -> next ids (batch,): the arg-max at temperature 0, else a seeded draw."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = next_token_probs(logits, temperature, top_k, top_p)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
@@ -63,15 +80,15 @@ def generate(model, input_ids, max_new_tokens: int = 32, temperature: float = 0.
     """Generate up to max_new_tokens after `input_ids`; returns only the new ids.
 
     Shape of the result follows the prompt: (new,) for a list or 1-D tensor, (batch, new) for a 2-D tensor.
-    `on_token(id)` is called as each token of the first sequence appears (for streaming).
+    `on_token(id)` is called as each token of the first sequence appears (for streaming; stop ids are not streamed).
     """
-    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
     prompt = as_batch(input_ids).to(model.device)
     batch, prompt_len = prompt.shape
-    total = prompt_len + max_new_tokens
+    total = prompt_len + max(max_new_tokens - 1, 0)         # the last new token is never fed back in
     if total > model.config.max_seq_len:
-        raise ValueError(f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) = {total} exceeds the "
-                         f"model's context of {model.config.max_seq_len} tokens")
+        raise ValueError(f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) needs {total} positions, "
+                         f"which exceeds the model's context of {model.config.max_seq_len} tokens")
     generator = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=prompt.device)
     cache = model.new_cache(batch, total) if use_cache else None
@@ -83,9 +100,9 @@ def generate(model, input_ids, max_new_tokens: int = 32, temperature: float = 0.
         next_ids = sample_next(logits, temperature, top_k, top_p, generator)
         next_ids = next_ids.masked_fill(finished, PAD_ID)
         new_ids.append(next_ids)
-        if on_token is not None and not finished[0]:
-            on_token(int(next_ids[0]))
         finished |= torch.isin(next_ids, stop)
+        if on_token is not None and not finished[0]:       # stream real text only: no stop or padding ids
+            on_token(int(next_ids[0]))
         step_input = next_ids[:, None]
         tokens = torch.cat([tokens, step_input], dim=1)
         if finished.all():

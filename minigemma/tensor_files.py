@@ -25,6 +25,27 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, malformed, or does not fit the model; the message says which file/tensor."""
 
 
+def check_entry(path: Path, name: str, info, data_size: int) -> None:
+    """One header entry: a known dtype, a shape, and a byte range inside the data section that fits the shape."""
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+        raise CheckpointError(f"{path}: corrupt safetensors header: entry {name} lacks dtype/shape/data_offsets")
+    if info["dtype"] not in SAFETENSORS_DTYPES:
+        raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info['dtype']!r}")
+    offsets, shape = info["data_offsets"], info["shape"]
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] or not isinstance(shape, list)
+            or not all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise CheckpointError(f"{path}: corrupt safetensors header: tensor {name} has offsets {offsets!r}, "
+                              f"shape {shape!r}")
+    begin, end = offsets
+    itemsize = torch.empty(0, dtype=SAFETENSORS_DTYPES[info["dtype"]]).element_size()
+    if end - begin != math.prod(shape) * itemsize:
+        raise CheckpointError(f"{path}: tensor {name} has {end - begin} bytes for shape {shape}")
+    if end > data_size:
+        raise CheckpointError(f"{path}: truncated file: tensor {name} ends at byte {end} of the data section, "
+                              f"which has {data_size}")
+
+
 def read_safetensors_header(path: Path) -> tuple[dict, int]:
     """Return ({name: info}, offset of the data section). Metadata entries are dropped."""
     size = path.stat().st_size
@@ -40,18 +61,12 @@ def read_safetensors_header(path: Path) -> tuple[dict, int]:
             header = json.loads(f.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
     header.pop("__metadata__", None)
     data_start = 8 + header_len
     for name, info in header.items():
-        if info.get("dtype") not in SAFETENSORS_DTYPES:
-            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')!r}")
-        begin, end = info["data_offsets"]
-        itemsize = torch.empty(0, dtype=SAFETENSORS_DTYPES[info["dtype"]]).element_size()
-        if end - begin != math.prod(info["shape"]) * itemsize:
-            raise CheckpointError(f"{path}: tensor {name} has {end - begin} bytes for shape {info['shape']}")
-        if data_start + end > size:
-            raise CheckpointError(f"{path}: truncated file: tensor {name} ends at byte {data_start + end}, "
-                                  f"the file has {size}")
+        check_entry(path, name, info, size - data_start)
     return header, data_start
 
 

@@ -2,6 +2,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,11 +39,40 @@ def test_generate_streams_the_greedy_continuation(hf_dir, capsys):
 
 
 def test_generate_from_a_gemma_pytorch_ckpt(hf_dir, tmp_path, capsys):
+    """The same weights as a Kaggle .ckpt sample the same text as the HF directory for the same seed."""
     save_gemma_pytorch(reference_model(CFG), tmp_path / "model.ckpt", max_seq_len=CFG.max_seq_len)
     shutil.copy(hf_dir / "tokenizer.model", tmp_path / "tokenizer.model")
-    assert main(["generate", "--checkpoint", str(tmp_path / "model.ckpt"), "Hello", "--max-new-tokens", "4",
-                 "--temperature", "0.8", "--seed", "3"]) == 0
-    assert capsys.readouterr().out.startswith("Hello")
+    sampling = ["Hello", "--max-new-tokens", "12", "--temperature", "0.8", "--seed", "3"]
+    assert main(["generate", "--checkpoint", str(hf_dir), *sampling]) == 0
+    from_hf = capsys.readouterr().out
+    assert main(["generate", "--checkpoint", str(tmp_path / "model.ckpt"), *sampling]) == 0
+    assert capsys.readouterr().out == from_hf and len(from_hf) > len("Hello\n")
+
+
+def test_streaming_holds_back_partial_utf8_characters(hf_dir, capsys):
+    """Byte-fallback tokens of one character are printed together, never as U+FFFD replacement marks."""
+    from minigemma.cli import TextStream
+    tok = mg.Tokenizer(hf_dir / "tokenizer.model")
+    text = "a Жё 😀 b"
+    ids = tok.encode(text, add_bos=False)
+    assert len(ids) > len(text.split()) + 4, "the test text must use byte fallback"
+    stream = TextStream(tok)
+    for token_id in ids:
+        stream(token_id)
+    stream.finish()
+    assert capsys.readouterr().out == text + "\n"
+
+
+def test_info_reads_headers_not_weights(hf_dir, monkeypatch, capsys):
+    import minigemma.tensor_files as tf
+    monkeypatch.setattr(tf, "iter_safetensors", lambda path: (_ for _ in ()).throw(AssertionError("read weights")))
+    assert main(["info", str(hf_dir)]) == 0
+    assert "parameters" in capsys.readouterr().out
+
+
+def test_empty_prompt_is_refused(hf_dir, capsys):
+    assert main(["generate", "--checkpoint", str(hf_dir), ""]) == 2
+    assert "the prompt is empty" in capsys.readouterr().err
 
 
 def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
@@ -59,6 +89,16 @@ def test_generate_without_tokenizer_says_what_to_pass(hf_dir, tmp_path, capsys):
     assert "pass --tokenizer" in capsys.readouterr().err
 
 
-def test_console_script_runs(hf_dir):
-    result = subprocess.run([sys.executable, "-m", "minigemma", "info", str(hf_dir)], capture_output=True, text=True)
-    assert result.returncode == 0 and "parameters" in result.stdout
+def test_console_script_and_module_run(hf_dir):
+    script = Path(sys.executable).parent / "minigemma"            # installed by pip from [project.scripts]
+    for command in ([str(script)], [sys.executable, "-m", "minigemma"]):
+        result = subprocess.run([*command, "info", str(hf_dir)], capture_output=True, text=True)
+        assert result.returncode == 0 and "parameters" in result.stdout, result.stderr
+
+
+def test_broken_checkpoint_is_one_line_in_the_cli(hf_dir, tmp_path, capsys):
+    directory = shutil.copytree(hf_dir, tmp_path / "broken")
+    (directory / "config.json").write_text("{not json")
+    assert main(["info", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json is not valid JSON" in err

@@ -4,6 +4,12 @@ import torch
 
 import minigemma as mg
 from minigemma.generate import sample_next
+from reference import randomize_
+
+
+def varied_model():
+    """A tiny model whose greedy text varies (default init tends to repeat one token)."""
+    return randomize_(mg.Gemma(mg.GemmaConfig.tiny()), seed=4)
 
 
 def test_official_parameter_counts_on_meta_device():
@@ -60,7 +66,7 @@ def test_temperature_flattens_the_distribution():
 
 
 def test_seeded_sampling_is_reproducible():
-    model = mg.Gemma(mg.GemmaConfig.tiny())
+    model = varied_model()
     run = lambda seed: mg.generate(model, [2, 7, 9], max_new_tokens=12, temperature=1.0, top_k=50, seed=seed,
                                    stop_ids=()).tolist()
     assert run(1) == run(1)
@@ -68,17 +74,19 @@ def test_seeded_sampling_is_reproducible():
 
 
 def test_generation_stops_at_a_stop_id():
-    model = mg.Gemma(mg.GemmaConfig.tiny())
+    model = varied_model()
     free = mg.generate(model, [2, 7, 9], max_new_tokens=10, stop_ids=()).tolist()
+    assert len(set(free)) > 3
     stop = free[3]
     stopped = mg.generate(model, [2, 7, 9], max_new_tokens=10, stop_ids=(stop,)).tolist()
     assert stopped == free[: free.index(stop) + 1]
 
 
 def test_batched_generation_matches_single():
-    model = mg.Gemma(mg.GemmaConfig.tiny())
+    model = varied_model()
     prompts = torch.tensor([[2, 5, 6], [2, 9, 4]])
     batched = mg.generate(model, prompts, max_new_tokens=6, stop_ids=())
     assert batched.shape == (2, 6)
+    assert batched[0].tolist() != batched[1].tolist()
     for row, prompt in zip(batched, prompts):
         assert row.tolist() == mg.generate(model, prompt, max_new_tokens=6, stop_ids=()).tolist()
