@@ -38,7 +38,13 @@ def attend_eager(q, k, v, mask, scale):
 
 
 def attend_sdpa(q, k, v, mask, scale):
-    """Same maths through PyTorch's fused scaled_dot_product_attention (no (q_len, k_len) score tensor kept)."""
+    """Same maths through PyTorch's fused scaled_dot_product_attention (no (q_len, k_len) score tensor kept).
+
+    A CPU without bfloat16 instructions runs a decode step's reduced-precision attention 3-10x slower than float32
+    (0.27 vs 2.7 ms at 512 cached positions). Its inputs are one query and one layer's K/V, so there we compute in
+    float32 and round the output once (scores are then never rounded to bfloat16: slightly *more* accurate)."""
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and q.shape[2] == 1:
+        return attend_sdpa(q.float(), k.float(), v.float(), mask, scale).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale,
                                           enable_gqa=k.shape[1] != q.shape[1])
 

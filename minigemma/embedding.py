@@ -21,7 +21,8 @@ class Embedding(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size))
-        nn.init.normal_(self.weight, std=0.02)
+        if not self.weight.is_meta:         # a meta tensor (checkpoint loading) has no values to draw, and drawing
+            nn.init.normal_(self.weight, std=0.02)    # them there imports sympy: ~2 s on the first load_model
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         h = F.embedding(input_ids, self.weight)                 # (batch, seq, hidden)

@@ -17,6 +17,8 @@ class KVCache:
         shape = (config.num_layers, batch_size, config.num_kv_heads, max_len, config.head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.layer_keys = [self.keys[layer] for layer in range(config.num_layers)]      # per-layer views,
+        self.layer_values = [self.values[layer] for layer in range(config.num_layers)]  # indexed once
         self.max_len = max_len
         self.length = 0                  # positions filled so far
 
@@ -29,9 +31,10 @@ class KVCache:
         start, end = self.length, self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache is full: {end} positions needed, {self.max_len} allocated")
-        self.keys[layer, :, :, start:end] = k
-        self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        keys, values = self.layer_keys[layer], self.layer_values[layer]   # (batch, kv_heads, max_len, head_dim)
+        keys[:, :, start:end] = k                                         # views of the big buffers: no copy
+        values[:, :, start:end] = v
+        return keys[:, :, :end], values[:, :, :end]
 
     def advance(self, seq_len: int) -> None:
         """Called once per forward pass, after every layer has stored its K/V."""
