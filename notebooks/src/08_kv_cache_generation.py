@@ -149,7 +149,12 @@ CELLS = [
     `minigemma` applies them in that order (temperature, then top-k, then top-p) and draws with
     `torch.multinomial` from a `torch.Generator`, so a seed fixes the draw.
     """),
-    export("minigemma.generate.check_sampling", "minigemma.generate.as_batch", "minigemma.generate.sample_next"),
+    code("""
+    import math
+    from numbers import Integral, Real
+    """),
+    export("minigemma.generate.is_integer", "minigemma.generate.check_sampling", "minigemma.generate.as_batch",
+           "minigemma.generate.next_token_probs", "minigemma.generate.sample_next"),
     md(r"""
     To *see* what `sample_next` draws from, here is the same rule written the long way round: sort once, zero
     everything outside the kept set, renormalise. We use it for plots and the widget, after checking it against
