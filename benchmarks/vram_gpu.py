@@ -7,7 +7,8 @@ For each model, attention implementation and context N: random weights (bf16 unl
 N positions, a prefill of N - steps prompt tokens (logits for the last position only, as `generate` does), then
 `steps` decode steps.
   measured  CUDA: torch.cuda.max_memory_allocated() over the whole run (weights included).
-            CPU:  bytes of the weights + the peak of the profiler's allocation events (minigemma.memory.cpu_peak_bytes).
+            CPU:  bytes of the weights + the peak of the profiler's allocation events
+                  (minigemma.memory_measure.cpu_peak_bytes).
   predicted weights + KV cache + the largest step of prefill or decode (minigemma.memory.forward_phases); no
             CUDA-context overhead, which max_memory_allocated does not see either.
 Rows go to a CSV (default benchmarks/vram_gpu.csv on CUDA) with the device name and the date; notebook 09 plots it.
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 import minigemma as mg
-from minigemma import memory
+from minigemma import memory, memory_measure
 
 MODELS = {"2b": mg.GemmaConfig.gemma_2b, "7b": mg.GemmaConfig.gemma_7b}
 TINY = {"2b-tiny": lambda: mg.GemmaConfig.tiny(num_heads=4, num_kv_heads=1, vocab_size=512),
@@ -79,7 +80,7 @@ def measure(config, context: int, prompt: int, dtype, attention: str, device: st
     else:
         model = random_model(config, dtype, device).set_attention(attention)
         weights = sum(p.nbytes for p in model.parameters())
-        peak = weights + memory.cpu_peak_bytes(lambda: run_inference(model, context, prompt, device))
+        peak = weights + memory_measure.cpu_peak_bytes(lambda: run_inference(model, context, prompt, device))
     del model
     return {"measured_weights": weights, "measured_peak": peak}
 

@@ -7,17 +7,14 @@
 * KV cache: 2 (K and V) x layers x batch x kv_heads x tokens x head_dim x bytes, exactly what
   `minigemma.kv_cache.KVCache` pre-allocates.
 * Buffers: `forward_phases` lists the tensors alive at each step of minigemma's forward pass (traced from the code,
-  checked against torch.profiler); the largest step is the peak. The traps: eager attention keeps
-  batch x heads x tokens^2 float32 scores, and logits for every position cost tokens x 256k vocab.
+  checked against torch.profiler by `memory_measure`); the largest step is the peak. The traps: eager attention
+  keeps batch x heads x tokens^2 float32 scores, and logits for every position cost tokens x 256k vocab.
 * Overhead: the CUDA context and kernels, outside PyTorch's allocator; an assumption you can change.
 Not here: allocator rounding and fragmentation, kernel workspaces (cuBLAS, fused attention tiles), tensors of
 size O(hidden) or smaller, Gemma 3's QK-norm and extra norm temporaries, paged or quantized KV caches.
 """
 from __future__ import annotations
 
-import os
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -170,37 +167,3 @@ def estimate(config: GemmaConfig, context: int, batch: int = 1, weights: str = "
     return Estimate(weights=weight_bytes(config, weights), kv_cache=kv_cache_bytes(config, context, batch,
                     kv_dtype or dtype), buffers=steps[step][phase], peak_at=f"{step}: {phase}",
                     overhead={"CUDA context (assumed)": overhead} if overhead else {})
-
-
-@contextmanager
-def _quiet_c_stderr():
-    """Silence the C-level stderr: the profiler's backend (Kineto) logs a line at every start and stop."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def cpu_peak_bytes(fn) -> int:
-    """Peak of PyTorch's CPU allocations while fn() runs, above what was allocated before, from the profiler's
-    allocation events (each allocation and free, with its size and time)."""
-    from torch.profiler import ProfilerActivity, profile
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _quiet_c_stderr():
-        prof.start()
-    try:
-        fn()
-    finally:
-        with _quiet_c_stderr():
-            prof.stop()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    live = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        live += event.nbytes()
-        peak = max(peak, live)
-    return peak

@@ -110,3 +110,25 @@ def train_tokenizer(directory: Path, vocab_size: int = 400) -> Path:
     path = Path(directory) / "tokenizer.model"
     path.write_bytes(model.getvalue())
     return path
+
+
+def save_example_checkpoints(directory: Path, cfg: mg.GemmaConfig | None = None) -> Path:
+    """The checkpoints the CLI tests use, for trying `minigemma info` / `generate` by hand: a tiny random-weight
+    Gemma as a Hugging Face directory (with a tokenizer.model) and the same weights as a gemma_pytorch .ckpt."""
+    cfg = cfg or mg.GemmaConfig.tiny(vocab_size=400)
+    directory = Path(directory)
+    model = reference_model(cfg)
+    save_hf(model, directory / "hf")
+    train_tokenizer(directory / "hf", vocab_size=cfg.vocab_size)
+    (directory / "kaggle").mkdir(exist_ok=True)
+    save_gemma_pytorch(model, directory / "kaggle" / "model.ckpt", max_seq_len=cfg.max_seq_len)
+    (directory / "kaggle" / "tokenizer.model").write_bytes((directory / "hf" / "tokenizer.model").read_bytes())
+    return directory
+
+
+if __name__ == "__main__":       # python tests/reference.py DIR
+    import sys
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/reference.py DIR   (writes DIR/hf and DIR/kaggle/model.ckpt)")
+    out = save_example_checkpoints(Path(sys.argv[1]))
+    print(f"wrote {out / 'hf'} (Hugging Face layout) and {out / 'kaggle' / 'model.ckpt'} (gemma_pytorch layout)")

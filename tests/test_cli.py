@@ -9,16 +9,18 @@ import torch
 
 import minigemma as mg
 from minigemma.cli import main
-from reference import reference_model, save_gemma_pytorch, save_hf, train_tokenizer
-
-CFG = mg.GemmaConfig.tiny(vocab_size=400)     # the tiny tokenizer below has 400 pieces
+from reference import save_example_checkpoints
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    directory = save_hf(reference_model(CFG), tmp_path_factory.mktemp("hf"))
-    train_tokenizer(directory, vocab_size=CFG.vocab_size)
-    return directory
+def example_dir(tmp_path_factory):
+    """What the README's `python tests/reference.py DIR` writes: DIR/hf and DIR/kaggle/model.ckpt."""
+    return save_example_checkpoints(tmp_path_factory.mktemp("example"))
+
+
+@pytest.fixture(scope="module")
+def hf_dir(example_dir):
+    return example_dir / "hf"
 
 
 def test_info_reports_config_parameters_dtype_bytes(hf_dir, capsys):
@@ -38,14 +40,12 @@ def test_generate_streams_the_greedy_continuation(hf_dir, capsys):
     assert out == "The capital of France is" + expected + "\n"
 
 
-def test_generate_from_a_gemma_pytorch_ckpt(hf_dir, tmp_path, capsys):
+def test_generate_from_a_gemma_pytorch_ckpt(hf_dir, example_dir, capsys):
     """The same weights as a Kaggle .ckpt sample the same text as the HF directory for the same seed."""
-    save_gemma_pytorch(reference_model(CFG), tmp_path / "model.ckpt", max_seq_len=CFG.max_seq_len)
-    shutil.copy(hf_dir / "tokenizer.model", tmp_path / "tokenizer.model")
     sampling = ["Hello", "--max-new-tokens", "12", "--temperature", "0.8", "--seed", "3"]
     assert main(["generate", "--checkpoint", str(hf_dir), *sampling]) == 0
     from_hf = capsys.readouterr().out
-    assert main(["generate", "--checkpoint", str(tmp_path / "model.ckpt"), *sampling]) == 0
+    assert main(["generate", "--checkpoint", str(example_dir / "kaggle" / "model.ckpt"), *sampling]) == 0
     assert capsys.readouterr().out == from_hf and len(from_hf) > len("Hello\n")
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import minigemma as mg
-from minigemma import memory
+from minigemma import memory, memory_measure
 from minigemma.cli import main
 from minigemma.kv_cache import KVCache
 from minigemma.memory_formats import WEIGHT_FORMATS, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0
@@ -81,7 +81,7 @@ def measured_and_predicted(config, dtype, attention, batch, tokens, past=0, last
         if past:
             model(torch.randint(0, config.vocab_size, (batch, past)), cache=kv)
         ids = torch.randint(0, config.vocab_size, (batch, tokens))
-        measured = memory.cpu_peak_bytes(lambda: model(ids, cache=kv, last_only=last_only))
+        measured = memory_measure.cpu_peak_bytes(lambda: model(ids, cache=kv, last_only=last_only))
     phases = memory.forward_phases(config, tokens, batch, dtype, past, attention, last_only, cache)
     return measured, memory.peak_phase(phases)
 
@@ -111,6 +111,25 @@ def test_prefill_peak_matches_the_profiler(case):
 def test_decode_peak_matches_the_profiler(name, batch):
     measured, (phase, predicted) = measured_and_predicted(SMALL_CONFIGS[name], "bf16", "eager", batch, 1, past=150)
     assert abs(predicted - measured) <= PEAK_BOUND * measured, (phase, predicted, measured)
+
+
+def test_measurement_counts_tensors_exactly_and_kernel_scratch_only_on_request():
+    kept = []
+    def make_two_tensors():
+        kept.append(torch.empty(1000))                  # 4,000 bytes, still alive at the end
+        torch.empty(2000)                              # 8,000 bytes, freed at once: the peak is 12,000
+    assert memory_measure.cpu_peak_bytes(make_two_tensors) == 12_000
+    a, b = torch.randn(64, 256).bfloat16(), torch.randn(256, 64).bfloat16()
+    with_scratch = memory_measure.cpu_peak_bytes(lambda: a @ b, kernel_scratch=True)
+    assert memory_measure.cpu_peak_bytes(lambda: a @ b) == 64 * 64 * 2 <= with_scratch   # the output only
+
+
+def test_kernel_scratch_is_a_block_freed_inside_the_operator_that_made_it():
+    mm, add = ("aten::mm", 10), ("aten::add", 20)
+    events = [(1, 100, 0xA, mm), (2, 50, 0xB, mm), (3, -50, 0xB, mm),      # 0xB: scratch of mm
+              (4, -100, 0xA, add), (5, 30, 0xB, add), (6, -30, 0xB, None)]  # 0xA: mm's output; 0xB reused
+    kept = memory_measure._without_kernel_scratch(events)
+    assert [e[0] for e in kept] == [1, 4, 5, 6]
 
 
 def test_all_position_logits_are_the_prefill_trap_at_full_size():

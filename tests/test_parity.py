@@ -125,7 +125,7 @@ def bf16_errors(cfg, directory, ref):
     return (ours - exact).abs().max().item(), (theirs - exact).abs().max().item(), exact.abs().max().item()
 
 
-@pytest.mark.parametrize("name", ["mqa", "mha", "gqa", "2b-width"])
+@pytest.mark.parametrize("name", ["mqa", "mha", "gqa", "2b-width", "7b-width"])
 def test_bfloat16_as_exact_as_the_reference(name, checkpoint_of):
     cfg, ref, directory = checkpoint_of(name)
     ours, theirs, scale = bf16_errors(cfg, directory, ref)

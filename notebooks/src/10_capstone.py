@@ -256,6 +256,47 @@ CELLS = [
     """),
 
     md(r"""
+    ## Common mistakes
+
+    **Loading the norms as stored.** Section 3's convention is the easiest to miss: the file holds $1 + w$, and a
+    loader that copies it unchanged gives a model whose every RMSNorm scales by $2 + w$. Nothing crashes and the
+    shapes are right; only a check against known-good output sees it. We make the mistake on purpose (saving the
+    correct norm weights first, so the model is restored exactly) and run the section 6 check again.
+    """),
+    code("""
+    prompt_ids = torch.tensor([tok.encode("The capital of France is the city of")])
+
+
+    def check_next_token(m):
+        \"\"\"The loaded model must give the logits of section 6 (float32: same maths, same order, same bits).\"\"\"
+        with torch.no_grad():
+            torch.testing.assert_close(m(prompt_ids, last_only=True)[0, -1], logits, rtol=1e-5, atol=1e-5)
+
+
+    def check_catches(check):
+        \"\"\"Run a check that is expected to fail; return True when it does.\"\"\"
+        try:
+            check()
+        except AssertionError:
+            return True
+        return False
+
+
+    norms = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith("norm.weight")}
+    check_next_token(model)
+    with torch.no_grad():
+        for name, weight in norms.items():
+            model.get_parameter(name).copy_(weight + 1)          # the mistake: the stored 1 + w, kept as w
+        assert check_catches(lambda: check_next_token(model))
+        wrong_top = tok.decode([int(model(prompt_ids, last_only=True)[0, -1].argmax())])
+        for name, weight in norms.items():
+            model.get_parameter(name).copy_(weight)              # undo the mistake
+    check_next_token(model)
+    print(f"{len(norms)} norms loaded as stored: the check caught it; top next token {wrong_top!r} instead of ' Paris'")
+    assert wrong_top != " Paris"
+    """),
+
+    md(r"""
     ## Summary
 
     * A GGUF is a header (metadata + tensor table) and quantized data; `read_gguf` parses it, the `gguf`
@@ -266,5 +307,9 @@ CELLS = [
     * Gemma 3 is Gemma 1 plus five switches: QK-norm, sandwich norms, local/global layers with two RoPE bases,
       `query_pre_attn_scalar`, and a 262,144-piece vocabulary; each lives in one module you wrote.
     * From the command line: `minigemma generate "The capital of France is"` runs this model.
+    * **Package modules produced:** `minigemma/gguf_file.py` (the GGUF reader), `minigemma/gguf.py` (config from
+      metadata, name mapping, the `1 + w` undo, `load_gguf_model`), `minigemma/gguf_tokenizer.py` (the
+      SentencePiece model rebuilt from the vocabulary); Gemma 3's switches live in `config.py`, `attention.py`,
+      `block.py` and `model.py`.
     """),
 ]

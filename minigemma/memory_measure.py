@@ -1,0 +1,76 @@
+"""Measuring what a forward pass really allocates on the CPU, to check `minigemma.memory`'s predictions.
+
+`cpu_peak_bytes(fn)` runs fn under `torch.profiler` with `profile_memory=True`, which records every allocation and
+free of PyTorch's CPU allocator (address, size, time, and the operator it happened in), and returns the peak of the
+running total: the most temporary memory alive at once, above what existed before (weights, cache).
+
+A kernel's own scratch space is left out by default: a block that one operator allocates and frees before it
+returns, such as oneDNN's float32 copies of bfloat16 operands on CPUs without bfloat16 instructions. It depends on
+the CPU and the kernel library, not on the model (the same bf16 matmul needs it on one machine and not on another),
+so the predictions leave it out too; `kernel_scratch=True` counts it. Not here: GPU memory (use
+`torch.cuda.max_memory_allocated`), memory outside PyTorch's allocator.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+
+@contextmanager
+def _quiet_c_stderr():
+    """Silence the C-level stderr: the profiler's backend (Kineto) logs a line at every start and stop."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _allocation_events(nodes):
+    """Every allocation (+bytes) and free (-bytes) in a profiler event tree, as
+    (time in ns, bytes, address, the operator it happened in: (name, start time) or None)."""
+    for node in nodes:
+        if str(node.tag).endswith("Allocation"):
+            op = (node.parent.name, node.parent.start_time_ns) if node.parent is not None else None
+            yield node.start_time_ns, node.extra_fields.alloc_size, node.extra_fields.ptr, op
+        yield from _allocation_events(node.children)
+
+
+def _without_kernel_scratch(events: list) -> list:
+    """Drop every block that is allocated and freed inside the same operator call."""
+    open_blocks, scratch = {}, set()     # address -> index of its allocation event; indices to drop
+    for i, (_, nbytes, address, op) in enumerate(events):
+        if nbytes > 0:
+            open_blocks[address] = i
+        elif address in open_blocks:
+            start = open_blocks.pop(address)
+            if op is not None and events[start][3] == op:
+                scratch |= {start, i}
+    return [event for i, event in enumerate(events) if i not in scratch]
+
+
+def cpu_peak_bytes(fn, kernel_scratch: bool = False) -> int:
+    """Peak of PyTorch's CPU allocations while fn() runs, above what was allocated before."""
+    from torch.profiler import ProfilerActivity, profile
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_c_stderr():
+        prof.start()
+    try:
+        fn()
+    finally:
+        with _quiet_c_stderr():
+            prof.stop()
+    tree = prof.profiler.kineto_results.experimental_event_tree()
+    events = sorted(_allocation_events(tree), key=lambda event: event[0])
+    if not kernel_scratch:
+        events = _without_kernel_scratch(events)
+    live = peak = 0
+    for _, nbytes, _, _ in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
