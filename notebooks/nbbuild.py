@@ -36,6 +36,19 @@ def code(source: str, tags: tuple[str, ...] = ()):
     return cell
 
 
+def check_catches_cell():
+    """The helper of every "common mistakes" section, as a cell of its own."""
+    return code("""
+    def check_catches(check):
+        \"\"\"Run a check that is expected to fail; return True when it does.\"\"\"
+        try:
+            check()
+        except AssertionError:
+            return True
+        return False
+    """)
+
+
 def resolve(dotted: str):
     """'minigemma.rmsnorm.RMSNorm' -> the object."""
     module_name, _, attr = dotted.rpartition(".")

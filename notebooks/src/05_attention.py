@@ -1,5 +1,5 @@
 """Notebook 05: causal self-attention; MHA, MQA and GQA as one code path; K/V memory; SDPA; parity with transformers."""
-from nbbuild import code, export, md
+from nbbuild import check_catches_cell, code, export, md
 
 CELLS = [
     md(r"""
@@ -405,6 +405,7 @@ CELLS = [
     $\lfloor i / (H/H_{kv}) \rfloor$. With **one** KV head (MQA) both give the same answer, so a 2B-only test
     never notices; GQA exposes it.
     """),
+    check_catches_cell(),
     code("""
     def attend_tiled(q, k, v, mask, scale):
         \"\"\"WRONG: tiles the KV heads, so query head i reads KV head i % kv_heads.\"\"\"
@@ -416,15 +417,6 @@ CELLS = [
 
     ATTENTION_IMPLEMENTATIONS["tiled"] = attend_tiled
     use_tiled = lambda attn: setattr(attn, "impl", "tiled")
-
-
-    def check_catches(check):
-        \"\"\"Run a parity check that is expected to fail; return True when it does.\"\"\"
-        try:
-            check()
-        except AssertionError:
-            return True
-        return False
 
 
     compare_with_transformers(shapes["MQA (2B-like)"], tweak=use_tiled)          # passes: one KV head hides it

