@@ -49,6 +49,8 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     if argv[0] == "course":
         cmd = [BIN / "jupyter", "lab", ROOT / "notebooks" / "00_overview.ipynb", *argv[1:]]
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in cmd:
+            cmd.append("--allow-root")             # containers often run as root; Jupyter refuses without it
     else:
         cmd = [PYTHON, "-m", "pytest", "--nbval", "--sanitize-with", "notebooks/sanitize.cfg", *argv[1:]]
     print("+", " ".join(map(str, cmd)), flush=True)

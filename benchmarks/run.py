@@ -69,15 +69,26 @@ def smoke_settings(threads: int) -> Settings:
                     kv_tokens=8, kv_rounds=1, load_config=tiny, load_rounds=1, bandwidth_mb=16)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1, or a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_settings(argv) -> tuple[Settings, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny models, one round: seconds, not meaningful")
     parser.add_argument("--out", type=Path, default=HERE, help="folder for results.md and results.json")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, for both")
-    parser.add_argument("--layers", type=int, default=Settings.layers, help="layers of the 2B-shaped decode model")
-    parser.add_argument("--rounds", type=int, default=Settings.rounds, help="timed decode rounds per comparison")
-    parser.add_argument("--decode-tokens", type=int, default=Settings.decode_tokens)
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads(), help="torch threads, for both")
+    parser.add_argument("--layers", type=positive_int, default=Settings.layers, help="layers of the 2B-shaped decode model")
+    parser.add_argument("--rounds", type=positive_int, default=Settings.rounds, help="timed decode rounds per comparison")
+    parser.add_argument("--decode-tokens", type=positive_int, default=Settings.decode_tokens)
     parser.add_argument("--prefill-dtypes", default=",".join(Settings.prefill_dtypes))
     args = parser.parse_args(argv)
     if args.smoke:

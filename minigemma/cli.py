@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -64,12 +65,14 @@ class TextStream:
 
 
 def cmd_generate(args) -> int:
-    from .checkpoint import load_model
-    from .generate import generate
+    from .checkpoint import find_weights, load_model
+    from .generate import check_sampling, generate
     if not args.prompt:
         raise ValueError("the prompt is empty: give some text to continue")
+    check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    tok = find_tokenizer(path, args.tokenizer)                 # fail fast, before loading gigabytes of weights
+    find_weights(path)                                         # fail fast, before loading gigabytes of weights:
+    tok = find_tokenizer(path, args.tokenizer)                 # a checkpoint and a tokenizer must both be there
     model = load_model(path, dtype=DTYPES[args.dtype] if args.dtype else None)
     ids = tok.chat_prompt(args.prompt) if args.chat else tok.encode(args.prompt)
     print(args.prompt, end="", flush=True)
@@ -97,12 +100,12 @@ def describe(path: Path) -> dict:
             n_params = Gemma(config).num_parameters()
         dtypes = sorted({str(SAFETENSORS_DTYPES[e["dtype"]]).replace("torch.", "") for e in entries})
         n_bytes = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries)
-    else:
+    else:                                                      # .ckpt, .gguf: the bytes once loaded
         model = load_model(path)
         config, n_params = model.config, model.num_parameters()
         dtypes, n_bytes = [str(model.dtype).replace("torch.", "")], sum(p.nbytes for p in model.parameters())
     return {"path": str(path), "config": config.to_dict(), "parameters": n_params, "dtype": ", ".join(dtypes),
-            "bytes": n_bytes}
+            "bytes": n_bytes, "file_bytes": sum(f.stat().st_size for f in files), "kind": kind}
 
 
 def cmd_info(args) -> int:
@@ -111,8 +114,11 @@ def cmd_info(args) -> int:
     for key, value in info["config"].items():
         print(f"  {key:22s}{value}")
     print(f"parameters  {info['parameters']:,}")
-    print(f"dtype       {info['dtype']}")
-    print(f"bytes       {info['bytes']:,} ({info['bytes'] / 2**30:.2f} GiB)")
+    print(f"dtype       {info['dtype']}" + ("" if info["kind"] == "hf" else " (as loaded)"))
+    print(f"bytes       {info['bytes']:,} ({info['bytes'] / 2**30:.2f} GiB)"
+          + ("" if info["kind"] == "hf" else f" in memory as {info['dtype']}"))
+    print(f"file bytes  {info['file_bytes']:,} ({info['file_bytes'] / 2**30:.2f} GiB)"
+          + (" (quantized)" if info["kind"] == "gguf" else ""))
     return 0
 
 
@@ -129,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--dtype", choices=sorted(DTYPES))
-    gen.add_argument("--chat", action="store_true", help="wrap the prompt in Gemma's chat turn format")
+    gen.add_argument("--chat", action="store_true",
+                     help="wrap the prompt in Gemma's chat turn format; for instruction-tuned checkpoints "
+                          "(gemma-2b-it, gemma-7b-it): base models, the Gemma 3 270M demo included, never saw it")
     gen.set_defaults(func=cmd_generate)
     info = sub.add_parser("info", help="describe a checkpoint")
     info.add_argument("path")
@@ -148,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()                              # inside the try: a closed pipe shows here, not at exit
+        return code
     except (ValueError, FileNotFoundError) as err:     # CheckpointError and TokenizerError are ValueErrors
         print(f"minigemma {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:                             # output piped into `head` or similar, which stopped reading
+        sys.stdout = open(os.devnull, "w")              # nothing more to write; avoid a second error at exit
+        return 0

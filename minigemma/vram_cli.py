@@ -107,7 +107,8 @@ def run(args) -> int:
           f"{config.num_kv_heads} KV head{'s' if config.num_kv_heads > 1 else ''}, head_dim {config.head_dim}, "
           f"vocab {config.vocab_size:,}")
     logits = "every position" if args.all_logits else "the last position only"
-    print(f"batch {opts['batch']} · activations and KV cache in {args.dtype} ({', '.join(FLOAT_FORMATS)} weights "
+    kv = f"KV cache in {args.kv_dtype or args.dtype}"
+    print(f"batch {opts['batch']} · activations in {args.dtype}, {kv} ({', '.join(FLOAT_FORMATS)} weights "
           f"compute in their own dtype) · {args.attention} attention · logits for {logits}")
     print(f"VRAM = weights + KV cache + peak temporary buffers + {opts['overhead'] / memory.GiB:.2f} GiB assumed "
           f"CUDA context; figures in GiB (2^30 bytes)\n")

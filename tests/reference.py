@@ -128,6 +128,8 @@ def save_example_checkpoints(directory: Path, cfg: mg.GemmaConfig | None = None)
 
 if __name__ == "__main__":       # python tests/reference.py DIR
     import sys
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/reference.py DIR   (writes DIR/hf and DIR/kaggle/model.ckpt)")
     out = save_example_checkpoints(Path(sys.argv[1]))

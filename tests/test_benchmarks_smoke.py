@@ -71,3 +71,11 @@ def test_skips_are_explained_and_markdown_has_every_table(smoke_run):
     for heading in ("## Decode", "## Prefill", "## KV cache", "## Loading", "## Skipped", results["machine"]["cpu"]):
         assert heading in markdown
     assert "nan" not in markdown.lower()
+
+
+@pytest.mark.parametrize("argv", [["--layers", "0"], ["--threads", "0"], ["--rounds", "x"]])
+def test_bad_arguments_are_one_usage_line(argv):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"argument {argv[0]}" in done.stderr.strip().splitlines()[-1]

@@ -80,6 +80,31 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("minigemma info: error: checkpoint not found") and "Traceback" not in err
     assert main(["generate", "--checkpoint", str(tmp_path / "missing"), "hi"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err              # not "no tokenizer.model"
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["generate", "--checkpoint", str(tmp_path / "notes.txt"), "hi"]) == 2
+    assert "unknown checkpoint type" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--max-new-tokens", "-3"], ["--temperature", "-1"], ["--top-p", "2"],
+                                    ["--top-k", "0"]])
+def test_sampling_options_are_checked_before_anything_is_printed(hf_dir, option, capsys):
+    assert main(["generate", "--checkpoint", str(hf_dir), "hi", *option]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and option[0][2:].replace("-", "_") in err
+
+
+def test_info_on_a_ckpt_tells_loaded_bytes_from_file_bytes(example_dir, capsys):
+    path = example_dir / "kaggle" / "model.ckpt"
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "in memory as float32" in out and f"file bytes  {path.stat().st_size:,}" in out
+
+
+def test_output_piped_into_a_closed_reader_ends_quietly(hf_dir):
+    script = Path(sys.executable).parent / "minigemma"
+    result = subprocess.run(f"'{script}' vram --context 1k | head -1", shell=True, capture_output=True, text=True)
+    assert result.stdout.startswith("Gemma 2B") and "Traceback" not in result.stderr, result.stderr
 
 
 def test_generate_without_tokenizer_says_what_to_pass(hf_dir, tmp_path, capsys):

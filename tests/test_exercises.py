@@ -7,6 +7,7 @@ import json
 import math
 import re
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -187,6 +188,21 @@ def test_grade_command_rejects_bad_paths(tmp_path, capsys):
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 3 and "no such file" in errors[0] and "no .ipynb" in errors[1]
     assert "broken.ipynb: not a readable notebook" in errors[2]
+
+
+def test_an_unreadable_notebook_in_a_folder_does_not_stop_the_others(tmp_path, capsys):
+    folder = tmp_path / "learner"
+    folder.mkdir()
+    shutil.copy(EXERCISES / "03_rmsnorm.ipynb", folder / "03_rmsnorm.ipynb")
+    (folder / "02_broken.ipynb").write_text("{not json")
+    assert cli.main(["grade", str(folder), "--json", str(tmp_path / "report.json")]) == 2
+    out, err = capsys.readouterr()
+    assert "02_broken.ipynb: not a readable notebook" in err and err.count("\n") == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    broken, graded = report["notebooks"]
+    assert "not a readable notebook" in broken["error"] and broken["tasks"] == []
+    assert graded["max_points"] > 0 and len(graded["tasks"]) >= 3              # the stub was still graded (to 0)
+    assert all("not implemented" in task["message"].lower() for task in graded["tasks"])
 
 
 # ---- the checks themselves, on known wrong implementations --------------------------------------------------------

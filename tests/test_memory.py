@@ -177,6 +177,15 @@ def test_vram_command_prints_the_estimates(model, capsys):
     assert f"{memory.estimate(FULL[model], 8192).total:,}" in out               # the bf16 breakdown, in bytes
 
 
+def test_readme_shows_the_vram_command_output_as_it_is(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    command = "minigemma vram --model 2b --context 1024,4096,8192 --dtype bf16 --batch 1"
+    assert command in readme
+    assert main(command.split()[1:]) == 0
+    out = capsys.readouterr().out
+    assert "```\n" + out + "```" in readme, "README's vram example differs from the command's output: paste it anew"
+
+
 @pytest.mark.parametrize("layout", ["hf", "ckpt"])
 def test_vram_command_reads_a_checkpoint_config(layout, tmp_path, capsys):
     config = mg.GemmaConfig.tiny(num_heads=4, num_kv_heads=2)
@@ -193,7 +202,7 @@ def test_vram_command_reads_a_checkpoint_config(layout, tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--context", "0"], "--context"), (["--context", "4k,x"], "'x'"), (["--context", "9000"], "8,192"),
     (["--batch", "-2"], "--batch"), (["--formats", "q3_k"], "q3_k"), (["--model", "no/such/dir"], "no/such/dir"),
-    (["--overhead-gib", "-1"], "--overhead-gib")])
+    (["--overhead-gib", "-1"], "--overhead-gib"), (["--model", "13b"], "13b"), (["--context", "abc"], "'abc'")])
 def test_vram_command_rejects_bad_arguments_with_one_line(argv, message, capsys):
     assert main(["vram", *argv]) == 2
     err = capsys.readouterr().err.strip()

@@ -16,6 +16,7 @@ Modules: core (the check decorator, results, time limit), compare (tensor compar
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def run(args) -> int:
     if args.json:
         write_json(reports, seconds, args.json)
         print(f"wrote {args.json}")
-    return 0
+    for report in reports:
+        if report.unreadable:                          # graded the rest; still, say so and exit non-zero
+            print(f"minigemma grade: error: {report.error}", file=sys.stderr)
+    return 2 if any(report.unreadable for report in reports) else 0
 
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "run", "CheckFailed", "CheckResult", "REGISTRY", "toy_processor",

@@ -32,6 +32,7 @@ class NotebookReport:
     tasks: list[TaskResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    unreadable: bool = False          # not a notebook nbformat can read: nothing was graded
 
     @property
     def points(self) -> float:
@@ -131,7 +132,11 @@ async def grade_notebook(path: Path, settings: Settings) -> NotebookReport:
     """Run the notebook; when a cell kills the kernel, run it again without that cell (up to MAX_CRASHES times)."""
     started = time.perf_counter()
     report = NotebookReport(str(path))
-    nb = read_notebook(path)
+    try:
+        nb = read_notebook(path)
+    except ValueError as err:                         # unreadable: reported, and the other notebooks still graded
+        report.error, report.unreadable = str(err), True
+        return report
     tasks = graded_tasks(nb)
     if not tasks:
         report.error = "no graded tasks (code cells with nbgrader grade metadata) in this notebook"
@@ -175,6 +180,4 @@ def grade(paths, time_limit: float = 20.0, jobs: int = 1, kernel: str | None = N
     notebooks = [nb for p in paths for nb in find_notebooks(Path(p))]
     if time_limit <= 0:
         raise ValueError(f"the time limit must be positive, got {time_limit}")
-    for notebook in notebooks:
-        read_notebook(notebook)                        # fail fast, with the file's name, on a broken notebook
     return asyncio.run(grade_all(notebooks, Settings(time_limit, margin, kernel), jobs))
