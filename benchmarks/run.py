@@ -91,6 +91,9 @@ def parse_settings(argv) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--decode-tokens", type=positive_int, default=Settings.decode_tokens)
     parser.add_argument("--prefill-dtypes", default=",".join(Settings.prefill_dtypes))
     args = parser.parse_args(argv)
+    unknown = set(filter(None, args.prefill_dtypes.split(","))) - {"float32", "bfloat16"}
+    if unknown:
+        parser.error(f"argument --prefill-dtypes: unknown {', '.join(sorted(unknown))}; use float32 and/or bfloat16")
     if args.smoke:
         return smoke_settings(args.threads), args
     settings = Settings(threads=args.threads, rounds=args.rounds, decode_tokens=args.decode_tokens,

@@ -69,7 +69,11 @@ def cmd_generate(args) -> int:
     from .generate import check_sampling, generate
     if not args.prompt:
         raise ValueError("the prompt is empty: give some text to continue")
-    check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    try:
+        check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    except ValueError as err:                                  # say it with the flag the user typed
+        name = str(err).split()[0]
+        raise ValueError(str(err).replace(name, "--" + name.replace("_", "-"), 1)) from None
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     find_weights(path)                                         # fail fast, before loading gigabytes of weights:
     tok = find_tokenizer(path, args.tokenizer)                 # a checkpoint and a tokenizer must both be there
@@ -117,8 +121,7 @@ def cmd_info(args) -> int:
     print(f"dtype       {info['dtype']}" + ("" if info["kind"] == "hf" else " (as loaded)"))
     print(f"bytes       {info['bytes']:,} ({info['bytes'] / 2**30:.2f} GiB)"
           + ("" if info["kind"] == "hf" else f" in memory as {info['dtype']}"))
-    print(f"file bytes  {info['file_bytes']:,} ({info['file_bytes'] / 2**30:.2f} GiB)"
-          + (" (quantized)" if info["kind"] == "gguf" else ""))
+    print(f"file bytes  {info['file_bytes']:,} ({info['file_bytes'] / 2**30:.2f} GiB)")
     return 0
 
 
@@ -163,5 +166,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minigemma {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:                             # output piped into `head` or similar, which stopped reading
-        sys.stdout = open(os.devnull, "w")              # nothing more to write; avoid a second error at exit
-        return 0
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the flush at exit cannot fail again
+        return 1

@@ -11,7 +11,8 @@
   keeps batch x heads x tokens^2 float32 scores, and logits for every position cost tokens x 256k vocab.
 * Overhead: the CUDA context and kernels, outside PyTorch's allocator; an assumption you can change.
 Not here: allocator rounding and fragmentation, kernel workspaces (cuBLAS, fused attention tiles), tensors of
-size O(hidden) or smaller, Gemma 3's QK-norm and extra norm temporaries, paged or quantized KV caches.
+size O(hidden) or smaller, Gemma 3's QK-norm and extra norm temporaries, paged or quantized KV caches, and the
+float32 K/V copies of a bfloat16 decode step on the CPU (attention.attend_sdpa; GPUs attend in bfloat16).
 """
 from __future__ import annotations
 

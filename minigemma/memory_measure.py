@@ -31,18 +31,28 @@ def _quiet_c_stderr():
         os.close(saved)
 
 
+def _owner(node, allocators=("aten::empty", "aten::empty_like", "aten::empty_strided")):
+    """The operator call a block belongs to: the innermost one around it, skipping the empty* ops a kernel calls
+    to get memory (the flash-attention kernel's per-thread buffers come from a nested aten::empty). None outside
+    any operator (a tensor made in Python code)."""
+    parent = node.parent
+    while parent is not None and parent.name in allocators:     # ops that only hand out memory
+        parent = parent.parent
+    return None if parent is None else (parent.name, parent.start_time_ns, parent.end_time_ns)
+
+
 def _allocation_events(nodes):
     """Every allocation (+bytes) and free (-bytes) in a profiler event tree, as
-    (time in ns, bytes, address, the operator it happened in: (name, start time) or None)."""
+    (time in ns, bytes, address, the operator call it happened in, or None)."""
     for node in nodes:
         if str(node.tag).endswith("Allocation"):
-            op = (node.parent.name, node.parent.start_time_ns) if node.parent is not None else None
-            yield node.start_time_ns, node.extra_fields.alloc_size, node.extra_fields.ptr, op
+            yield node.start_time_ns, node.extra_fields.alloc_size, node.extra_fields.ptr, _owner(node)
         yield from _allocation_events(node.children)
 
 
 def _without_kernel_scratch(events: list) -> list:
-    """Drop every block that is allocated and freed inside the same operator call."""
+    """Drop every block that is allocated and freed by the same operator call, directly inside it (not inside an
+    operator it calls, except the empty* ops)."""
     open_blocks, scratch = {}, set()     # address -> index of its allocation event; indices to drop
     for i, (_, nbytes, address, op) in enumerate(events):
         if nbytes > 0:

@@ -73,7 +73,7 @@ def test_skips_are_explained_and_markdown_has_every_table(smoke_run):
     assert "nan" not in markdown.lower()
 
 
-@pytest.mark.parametrize("argv", [["--layers", "0"], ["--threads", "0"], ["--rounds", "x"]])
+@pytest.mark.parametrize("argv", [["--layers", "0"], ["--threads", "0"], ["--rounds", "x"], ["--prefill-dtypes", "fp8"]])
 def test_bad_arguments_are_one_usage_line(argv):
     done = subprocess.run([sys.executable, "-m", "benchmarks.run", *argv], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)

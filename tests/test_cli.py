@@ -91,7 +91,7 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
 def test_sampling_options_are_checked_before_anything_is_printed(hf_dir, option, capsys):
     assert main(["generate", "--checkpoint", str(hf_dir), "hi", *option]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and option[0][2:].replace("-", "_") in err
+    assert out == "" and err.count("\n") == 1 and f"error: {option[0]} must be" in err
 
 
 def test_info_on_a_ckpt_tells_loaded_bytes_from_file_bytes(example_dir, capsys):
@@ -101,10 +101,13 @@ def test_info_on_a_ckpt_tells_loaded_bytes_from_file_bytes(example_dir, capsys):
     assert "in memory as float32" in out and f"file bytes  {path.stat().st_size:,}" in out
 
 
-def test_output_piped_into_a_closed_reader_ends_quietly(hf_dir):
+def test_output_piped_into_a_closed_reader_ends_quietly():
+    """Like `minigemma vram | head -1`, made certain: the reader is gone before the command writes anything."""
     script = Path(sys.executable).parent / "minigemma"
-    result = subprocess.run(f"'{script}' vram --context 1k | head -1", shell=True, capture_output=True, text=True)
-    assert result.stdout.startswith("Gemma 2B") and "Traceback" not in result.stderr, result.stderr
+    proc = subprocess.Popen([str(script), "vram", "--context", "1k"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == "", err
 
 
 def test_generate_without_tokenizer_says_what_to_pass(hf_dir, tmp_path, capsys):

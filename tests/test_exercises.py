@@ -200,7 +200,8 @@ def test_an_unreadable_notebook_in_a_folder_does_not_stop_the_others(tmp_path, c
     assert "02_broken.ipynb: not a readable notebook" in err and err.count("\n") == 1
     report = json.loads((tmp_path / "report.json").read_text())
     broken, graded = report["notebooks"]
-    assert "not a readable notebook" in broken["error"] and broken["tasks"] == []
+    assert "not a readable notebook" in broken["error"] and broken["tasks"] == [] and broken["unreadable"]
+    assert "(1 unreadable, their points unknown and not counted)" in out
     assert graded["max_points"] > 0 and len(graded["tasks"]) >= 3              # the stub was still graded (to 0)
     assert all("not implemented" in task["message"].lower() for task in graded["tasks"])
 

@@ -105,8 +105,9 @@ def test_prefill_peak_matches_the_profiler(case):
     assert abs(predicted - measured) <= PEAK_BOUND * measured, (phase, predicted, measured)
 
 
-# Decode with eager attention only: at one query row the buffers are a few KiB, and the CPU sdpa kernel's workspace
-# (not modelled: a few hundred bytes per thread, negligible next to gigabytes) would be several percent of them.
+# Decode with eager attention only: with sdpa, a bfloat16 decode step on the CPU attends in float32
+# (attention.attend_sdpa copies the layer's K/V to float32, for speed), a CPU-only path the prediction, made for
+# GPUs, leaves out.
 @pytest.mark.parametrize("name,batch", [("mqa", 2), ("gqa", 1), ("mha", 1)])
 def test_decode_peak_matches_the_profiler(name, batch):
     measured, (phase, predicted) = measured_and_predicted(SMALL_CONFIGS[name], "bf16", "eager", batch, 1, past=150)
@@ -130,6 +131,21 @@ def test_kernel_scratch_is_a_block_freed_inside_the_operator_that_made_it():
               (4, -100, 0xA, add), (5, 30, 0xB, add), (6, -30, 0xB, None)]  # 0xA: mm's output; 0xB reused
     kept = memory_measure._without_kernel_scratch(events)
     assert [e[0] for e in kept] == [1, 4, 5, 6]
+
+
+def test_prefill_peak_does_not_depend_on_the_number_of_threads():
+    """The CPU flash-attention kernel takes per-thread buffers (through a nested aten::empty): kernel scratch,
+    left out of the measurement, so the peak is the same with 1 thread or 8."""
+    saved = torch.get_num_threads()
+    try:
+        peaks = []
+        for threads in (1, 8):
+            torch.set_num_threads(threads)
+            peaks.append(measured_and_predicted(SMALL_CONFIGS["mqa"], "bf16", "sdpa", 1, 128, cache=False))
+    finally:
+        torch.set_num_threads(saved)
+    (one, (_, predicted)), (eight, _) = peaks
+    assert one == eight and abs(predicted - eight) <= PEAK_BOUND * eight, (one, eight, predicted)
 
 
 def test_all_position_logits_are_the_prefill_trap_at_full_size():

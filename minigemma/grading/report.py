@@ -31,8 +31,10 @@ def format_report(reports, seconds: float) -> str:
     got, out_of = sum(r.points for r in reports), sum(r.max_points for r in reports)
     share = f" ({100 * got / out_of:.0f}%)" if out_of else ""
     noun = "notebook" if len(reports) == 1 else "notebooks"
+    unreadable = sum(r.unreadable for r in reports)
+    warning = f"  ({unreadable} unreadable, their points unknown and not counted)" if unreadable else ""
     lines.append(f"total  {len(reports)} {noun}  {points_text(got)} / {points_text(out_of)} points{share}"
-                 f"  in {seconds:.1f} s")
+                 f"  in {seconds:.1f} s{warning}")
     return "\n".join(lines)
 
 

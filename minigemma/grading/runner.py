@@ -44,7 +44,8 @@ class NotebookReport:
 
     def to_dict(self) -> dict:
         return {"path": self.path, "points": self.points, "max_points": self.max_points,
-                "seconds": round(self.seconds, 2), "error": self.error, "tasks": [t.to_dict() for t in self.tasks]}
+                "seconds": round(self.seconds, 2), "error": self.error, "unreadable": self.unreadable,
+                "tasks": [t.to_dict() for t in self.tasks]}
 
 
 def find_notebooks(path: Path) -> list[Path]:

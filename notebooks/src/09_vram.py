@@ -296,7 +296,8 @@ CELLS = [
     not to the model: the same code needs it on one laptop and not on the next. We run prefills of small
     2B-shaped (MQA) and 7B-shaped (MHA) models and compare.
     """),
-    export("minigemma.memory_measure._quiet_c_stderr", "minigemma.memory_measure._allocation_events",
+    export("minigemma.memory_measure._quiet_c_stderr", "minigemma.memory_measure._owner",
+           "minigemma.memory_measure._allocation_events",
            "minigemma.memory_measure._without_kernel_scratch", "minigemma.memory_measure.cpu_peak_bytes"),
     code("""
     small = {"2B-shaped": GemmaConfig.tiny(vocab_size=16384, hidden_size=256, intermediate_size=2048, num_heads=8,
