@@ -14,6 +14,7 @@ import torch
 
 import minigemma as mg
 from minigemma.checkpoint import hf_to_minigemma_name
+from minigemma.reference_check import hf_gemma_config
 
 
 def fill_like_random_(tensor: torch.Tensor, pool: torch.Tensor, std: float) -> torch.Tensor:
@@ -42,23 +43,11 @@ def random_minigemma(config: mg.GemmaConfig, dtype: torch.dtype, seed: int = 0) 
     return model.eval()
 
 
-def hf_gemma_config(config: mg.GemmaConfig, attn: str = "sdpa"):
-    """transformers' GemmaConfig for a minigemma Gemma 1 config."""
-    from transformers import GemmaConfig as HFGemmaConfig
-    return HFGemmaConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
-                         intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
-                         num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
-                         head_dim=config.head_dim, max_position_embeddings=config.max_seq_len,
-                         rope_theta=config.rope_theta, rms_norm_eps=config.rms_norm_eps,
-                         hidden_activation="gelu_pytorch_tanh", pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                         tie_word_embeddings=True, attn_implementation=attn)
-
-
 def hf_twin(model: mg.Gemma, attn: str = "sdpa"):
     """transformers' GemmaForCausalLM that reads `model`'s own parameter tensors (no copy)."""
     from transformers import GemmaForCausalLM
     with torch.device("meta"):
-        twin = GemmaForCausalLM(hf_gemma_config(model.config, attn))
+        twin = GemmaForCausalLM(hf_gemma_config(model.config, attn_implementation=attn))
     ours = dict(model.named_parameters())
     state = {}
     for hf_name in twin.state_dict():

@@ -54,15 +54,16 @@ def tokenizer_file(path) -> Path:
     return found
 
 
-def hf_gemma_config(cfg):
-    """transformers' GemmaConfig for a minigemma GemmaConfig (Gemma 1)."""
+def hf_gemma_config(cfg, **extra):
+    """transformers' GemmaConfig for a minigemma GemmaConfig (Gemma 1); `extra`, e.g. attn_implementation="eager",
+    goes to transformers as it is."""
     from transformers import GemmaConfig as HFGemmaConfig
     return HFGemmaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
                          intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
                          num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
                          head_dim=cfg.head_dim, max_position_embeddings=cfg.max_seq_len, rope_theta=cfg.rope_theta,
                          rms_norm_eps=cfg.rms_norm_eps, hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
-                         eos_token_id=1, bos_token_id=2, tie_word_embeddings=True)
+                         eos_token_id=1, bos_token_id=2, tie_word_embeddings=True, **extra)
 
 
 def load_reference(path, dtype: torch.dtype):

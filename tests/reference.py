@@ -8,17 +8,7 @@ from pathlib import Path
 import torch
 
 import minigemma as mg
-
-
-def hf_config(cfg: mg.GemmaConfig, **extra):
-    from transformers import GemmaConfig as HFGemmaConfig
-    return HFGemmaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-                         head_dim=cfg.head_dim, max_position_embeddings=cfg.max_seq_len,
-                         rope_theta=cfg.rope_theta, rms_norm_eps=cfg.rms_norm_eps,
-                         hidden_activation="gelu_pytorch_tanh", pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                         tie_word_embeddings=True, **extra)
+from minigemma.reference_check import hf_gemma_config
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -40,7 +30,7 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def reference_model(cfg: mg.GemmaConfig, seed: int = 0, dtype=torch.float32, attn="eager"):
     from transformers import GemmaForCausalLM
     torch.manual_seed(seed)
-    model = GemmaForCausalLM(hf_config(cfg, attn_implementation=attn))
+    model = GemmaForCausalLM(hf_gemma_config(cfg, attn_implementation=attn))
     return randomize_(model, seed).to(dtype).eval()
 
 

@@ -52,14 +52,20 @@ def mlp_variants(x, gate, up, down):
                                                          "up(x), not to the product.")]
 
 
-@check("geglu-mlp")
-def check_geglu(geglu):
-    require_callable(geglu, "geglu")
+def fresh_mlp_case():
+    """A random GeGLU of a random small size, an input x (2, seq, hidden), and copies of its three weights."""
     gen = fresh_generator()
     hidden, intermediate = random.choice([8, 16]), random.choice([24, 40])
     mlp = random_mlp(hidden, intermediate, gen)
     x = randn(2, random.randint(2, 5), hidden, gen=gen)
     weights = [w.detach().clone() for w in (mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)]
+    return mlp, x, weights
+
+
+@check("geglu-mlp")
+def check_geglu(geglu):
+    require_callable(geglu, "geglu")
+    mlp, x, weights = fresh_mlp_case()
     out = expect_tensor(geglu(x, *weights), x.shape, torch.float32, name="geglu")
     with torch.no_grad():
         diagnose(out, mlp(x), mlp_variants(x, *weights), "the MLP output differs from "
@@ -69,12 +75,8 @@ def check_geglu(geglu):
 @check("geglu-fused")
 def check_geglu_fused(geglu_fused):
     require_callable(geglu_fused, "geglu_fused")
-    gen = fresh_generator()
-    hidden, intermediate = random.choice([8, 16]), random.choice([24, 40])
-    mlp = random_mlp(hidden, intermediate, gen)
-    gate, up, down = (w.detach().clone() for w in (mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight))
+    mlp, x, (gate, up, down) = fresh_mlp_case()
     fused = torch.cat((gate, up), dim=0)                          # (2 * intermediate, hidden): rows [gate | up]
-    x = randn(2, random.randint(2, 5), hidden, gen=gen)
     out = expect_tensor(geglu_fused(x, fused.clone(), down), x.shape, torch.float32, name="geglu_fused")
     alternating = (fused[0::2], fused[1::2])
     with torch.no_grad():

@@ -78,19 +78,14 @@ CELLS = [
     Tolerance: float32 on both sides, `rtol=1e-5, atol=1e-5` (summation order only).
     """),
     code("""
-    from transformers import GemmaConfig as HFGemmaConfig
     from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRotaryEmbedding
+
+    from minigemma.reference_check import hf_gemma_config
 
 
     def hf_config(cfg):
         \"\"\"The transformers config for one of our GemmaConfigs (tanh GELU, tied embeddings, eager attention).\"\"\"
-        return HFGemmaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                             intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-                             num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-                             head_dim=cfg.head_dim, max_position_embeddings=cfg.max_seq_len,
-                             rms_norm_eps=cfg.rms_norm_eps, hidden_act="gelu_pytorch_tanh",
-                             tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                             attn_implementation="eager")
+        return hf_gemma_config(cfg, attn_implementation="eager")
 
 
     def randomize_(module, seed):
