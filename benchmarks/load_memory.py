@@ -33,7 +33,7 @@ def hf_shapes(config) -> dict[str, tuple[int, ...]]:
     """Hugging Face tensor names and shapes of a Gemma 1 checkpoint (tied: no lm_head)."""
     from transformers import GemmaForCausalLM
 
-    from minigemma.reference_check import hf_gemma_config
+    from minigemma.reference.compare import hf_gemma_config
     with torch.device("meta"):
         model = GemmaForCausalLM(hf_gemma_config(config))
     return {name: tuple(t.shape) for name, t in model.state_dict().items() if name != "lm_head.weight"}
@@ -41,7 +41,7 @@ def hf_shapes(config) -> dict[str, tuple[int, ...]]:
 
 def write_checkpoint(directory: Path, config, dtype=torch.bfloat16) -> int:
     """Write config.json + model.safetensors with random weights, one tensor at a time; return the tensor bytes."""
-    from minigemma.reference_check import hf_gemma_config
+    from minigemma.reference.compare import hf_gemma_config
 
     from .models import fill_like_random_
     directory.mkdir(parents=True, exist_ok=True)

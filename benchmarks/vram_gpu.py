@@ -8,7 +8,7 @@ N positions, a prefill of N - steps prompt tokens (logits for the last position 
 `steps` decode steps.
   measured  CUDA: torch.cuda.max_memory_allocated() over the whole run (weights included).
             CPU:  bytes of the weights + the peak of the profiler's allocation events
-                  (minigemma.memory_measure.cpu_peak_bytes).
+                  (minigemma.memory.measure.cpu_peak_bytes).
   predicted weights + KV cache + the largest step of prefill or decode (minigemma.memory.forward_phases); no
             CUDA-context overhead, which max_memory_allocated does not see either.
 Rows go to a CSV (default benchmarks/vram_gpu.csv on CUDA) with the device name and the date; notebook 09 plots it.
@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 import minigemma as mg
-from minigemma import memory, memory_measure
+from minigemma import memory
+from minigemma.memory import measure as memory_measure
 
 MODELS = {"2b": mg.GemmaConfig.gemma_2b, "7b": mg.GemmaConfig.gemma_7b}
 TINY = {"2b-tiny": lambda: mg.GemmaConfig.tiny(num_heads=4, num_kv_heads=1, vocab_size=512),

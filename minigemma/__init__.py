@@ -13,8 +13,8 @@ from .config import GemmaConfig
 from .model import Gemma
 from .tokenizer import Tokenizer, TokenizerError
 from .generate import generate
-from .checkpoint import load_model
-from .tensor_files import CheckpointError
+from .weights.checkpoint import load_model
+from .weights.tensor_files import CheckpointError
 
 __version__ = "0.1.0"
 __all__ = ["GemmaConfig", "Gemma", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError"]

@@ -18,7 +18,7 @@ import torch
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 # modules that each define add_arguments(parser) and run(args), registered under their COMMAND name
-EXTRA_COMMANDS = ("minigemma.vram_cli", "minigemma.grading")
+EXTRA_COMMANDS = ("minigemma.memory.vram_cli", "minigemma.grading")
 
 
 def find_tokenizer(checkpoint: Path, explicit: str | None):
@@ -36,7 +36,7 @@ def find_tokenizer(checkpoint: Path, explicit: str | None):
 def default_checkpoint() -> Path:
     """The Gemma 3 270M GGUF from the `gguf` extra, assembled on first use."""
     try:
-        from .gguf import default_gguf_path
+        from .weights.gguf.model import default_gguf_path
     except ImportError:
         default_gguf_path = None
     path = default_gguf_path() if default_gguf_path else None
@@ -65,7 +65,7 @@ class TextStream:
 
 
 def cmd_generate(args) -> int:
-    from .checkpoint import find_weights, load_model
+    from .weights.checkpoint import find_weights, load_model
     from .generate import check_sampling, generate
     if not args.prompt:
         raise ValueError("the prompt is empty: give some text to continue")
@@ -92,9 +92,9 @@ def cmd_generate(args) -> int:
 def describe(path: Path) -> dict:
     """Config, parameter count, dtype and bytes. A Hugging Face checkpoint is described from config.json and the
     safetensors headers alone (no weights read); other layouts are loaded."""
-    from .checkpoint import find_weights, load_model, read_checkpoint
+    from .weights.checkpoint import find_weights, load_model, read_checkpoint
     from .model import Gemma
-    from .tensor_files import SAFETENSORS_DTYPES, read_safetensors_header
+    from .weights.tensor_files import SAFETENSORS_DTYPES, read_safetensors_header
     kind, files = find_weights(path)
     if kind == "hf":
         config, _ = read_checkpoint(path)

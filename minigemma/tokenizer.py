@@ -26,7 +26,7 @@ def load_processor(path: Path):
         if not path.exists():
             raise TokenizerError(f"no tokenizer.model in directory {path.parent}")
     if path.suffix == ".gguf":                      # a GGUF stores its vocabulary, not a tokenizer.model
-        from .gguf_tokenizer import load_gguf_processor
+        from .weights.gguf.tokenizer import load_gguf_processor
         return load_gguf_processor(path)
     processor = spm.SentencePieceProcessor()
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 import minigemma as mg
-from minigemma.reference_check import hf_gemma_config
+from minigemma.reference.compare import hf_gemma_config
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

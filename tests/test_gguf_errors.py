@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import minigemma as mg
-from minigemma.gguf import GGUF_NAMES, default_gguf_path, load_gguf_model
-from minigemma.gguf_file import read_gguf
+from minigemma.weights.gguf.model import GGUF_NAMES, default_gguf_path, load_gguf_model
+from minigemma.weights.gguf.file import read_gguf
 from reference import randomize_, train_tokenizer
 
 gguf = pytest.importorskip("gguf", reason="the gguf extra is not installed: pip install 'minigemma[gguf]'")

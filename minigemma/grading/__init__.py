@@ -11,7 +11,7 @@ mistake it is. Instructors grade whole notebooks, each in a fresh kernel:
 
     minigemma grade exercises/solutions/ --json report.json
 
-Modules: core (the check decorator, results, time limit), compare (tensor comparison and diagnosis), checks_*
+Modules: core (the check decorator, results, time limit), compare (tensor comparison and diagnosis), checks/*
 (one per exercise), toy_tokenizer, notebook (nbgrader metadata, reading scores), runner (kernels), report.
 """
 from __future__ import annotations
@@ -20,16 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-from .checks_attention import check_attention, check_causal_mask, check_gqa, check_sliding_window_mask
-from .checks_block import check_decoder_block, check_gemma_forward, check_hf_names
-from .checks_embedding import check_embed, check_embedding_scale, check_tied_logits
-from .checks_kv_cache import check_kv_cache, check_rolling_kv_cache
-from .checks_mlp import check_geglu, check_geglu_fused, check_gelu_tanh
-from .checks_rmsnorm import check_fold_norm, check_rms_norm, check_rmsnorm_module
-from .checks_rope import check_interleaved_to_half_split, check_rope, check_rope_angles
-from .checks_sampling import check_temperature_top_k, check_top_p
-from .checks_tokenizer import check_bpe_encode, check_byte_fallback, check_chat_prompt, check_encode
-from .checks_vram import check_kv_cache_bytes, check_max_context, check_parameter_count
+from .checks.attention import check_attention, check_causal_mask, check_gqa, check_sliding_window_mask
+from .checks.block import check_decoder_block, check_gemma_forward, check_hf_names
+from .checks.embedding import check_embed, check_embedding_scale, check_tied_logits
+from .checks.kv_cache import check_kv_cache, check_rolling_kv_cache
+from .checks.mlp import check_geglu, check_geglu_fused, check_gelu_tanh
+from .checks.rmsnorm import check_fold_norm, check_rms_norm, check_rmsnorm_module
+from .checks.rope import check_interleaved_to_half_split, check_rope, check_rope_angles
+from .checks.sampling import check_temperature_top_k, check_top_p
+from .checks.tokenizer import check_bpe_encode, check_byte_fallback, check_chat_prompt, check_encode
+from .checks.vram import check_kv_cache_bytes, check_max_context, check_parameter_count
 from .core import REGISTRY, CheckFailed, CheckResult
 from .toy_tokenizer import piece_scores, toy_processor
 

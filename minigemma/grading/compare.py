@@ -8,7 +8,7 @@
 first known-wrong variant that `out` matches, or with `otherwise` plus where the largest difference is.
 Inputs are fresh random tensors from `fresh_generator()` (a new seed every call), so a check cannot be passed by
 hard-coding answers.
-Not here: the variants themselves (each checks_*.py module builds its own).
+Not here: the variants themselves (each checks/*.py module builds its own).
 """
 from __future__ import annotations
 

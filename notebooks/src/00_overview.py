@@ -24,7 +24,7 @@ CELLS = [
     from matplotlib.patches import FancyBboxPatch
 
     import minigemma as mg
-    from minigemma.checkpoint import config_from_shapes
+    from minigemma.weights.checkpoint import config_from_shapes
 
     torch.manual_seed(0)
     print("torch", torch.__version__)

@@ -2,13 +2,13 @@
 from nbbuild import code, export, md
 
 REAL_WEIGHTS_CELL = """
-from minigemma import reference_check
+from minigemma.reference import compare as reference_check
 
 path = reference_check.real_checkpoint_path("{size}")
 if path is None:
     print(reference_check.enable_hint("{size}"))
 else:
-    from minigemma.reference_check import compare_logits_with_reference
+    from minigemma.reference.compare import compare_logits_with_reference
     report = compare_logits_with_reference(path)         # both in bfloat16, one model in memory at a time
     print(report)
     assert report["ok"], report
@@ -80,7 +80,7 @@ CELLS = [
     code("""
     from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRotaryEmbedding
 
-    from minigemma.reference_check import hf_gemma_config
+    from minigemma.reference.compare import hf_gemma_config
 
 
     def hf_config(cfg):
@@ -344,7 +344,7 @@ CELLS = [
       equal to `transformers`' `GemmaDecoderLayer`;
     * `Gemma`: embedding × $\sqrt{D}$, the stack of blocks, the final RMSNorm and logits through the **tied**
       embedding matrix; 2,506,172,416 parameters at 2B size and 8,537,680,896 at 7B;
-    * loaded from an official-layout checkpoint with `mg.load_model` (`minigemma/checkpoint.py`), its logits equal
+    * loaded from an official-layout checkpoint with `mg.load_model` (`minigemma/weights/checkpoint.py`), its logits equal
       `GemmaForCausalLM`'s within float32 rounding, and a per-layer plot that points at the first wrong layer.
 
     Next: generating text quickly with a KV cache, and choosing tokens (notebook 08).

@@ -2,13 +2,13 @@
 from nbbuild import check_catches_cell, code, export, md
 
 REAL_WEIGHTS_CELL = """
-from minigemma import reference_check
+from minigemma.reference import compare as reference_check
 
 path = reference_check.real_checkpoint_path("{size}")
 if path is None:
     print(reference_check.enable_hint("{size}"))
 else:
-    from minigemma.reference_check import greedy_continuation
+    from minigemma.reference.compare import greedy_continuation
     report = greedy_continuation(path)         # "Hello I am doing" + 16 greedy tokens, vs transformers
     print(report)
     assert report["ok"], report

@@ -5,7 +5,7 @@ CELLS = [
     md(r"""
     # 09 · VRAM math: will Gemma fit on my GPU?
 
-    **What you will build.** `minigemma/memory.py` and `minigemma/memory_formats.py`: a transparent model of the
+    **What you will build.** `minigemma/memory/inference.py` and `minigemma/memory/formats.py`: a transparent model of the
     memory Gemma inference needs, from the config alone, and the `minigemma vram` command that prints it as a
     table (weight format × context length → memory, and the smallest common GPU that fits).
 
@@ -39,10 +39,10 @@ CELLS = [
     import minigemma as mg
     from minigemma.config import GemmaConfig
     from minigemma.kv_cache import KVCache
-    from minigemma.memory import (GiB, GB, CUDA_CONTEXT_BYTES, Estimate, describe, dtype_bytes, peak_phase,
+    from minigemma.memory.inference import (GiB, GB, CUDA_CONTEXT_BYTES, Estimate, describe, dtype_bytes, peak_phase,
                                   tensor_bytes, weight_bytes)
-    from minigemma.vram_cli import GPUS, smallest_gpu
-    from minigemma.memory_formats import (BF16, F16, F32, INT4_G128, INT8_ROWS, K_QUANT_FALLBACK, NF4, NF4_DQ,
+    from minigemma.memory.vram_cli import GPUS, smallest_gpu
+    from minigemma.memory.formats import (BF16, F16, F32, INT4_G128, INT8_ROWS, K_QUANT_FALLBACK, NF4, NF4_DQ,
                                           Q4_K, Q5_K, Q6_K, Q8_0, FORMAT_NOTES, Storage, Tensor, storage_for)
 
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ CELLS = [
     gives `attn_v` and `ffn_down` `Q6_K` on the layers chosen by `use_more_bits`; a row whose length is not a
     multiple of 256 falls back to a 32-weight format (`Q4_K → Q5_0`, `Q6_K → Q8_0`).
     """),
-    export("minigemma.memory_formats.use_more_bits", "minigemma.memory_formats.gguf_storage"),
+    export("minigemma.memory.formats.use_more_bits", "minigemma.memory.formats.gguf_storage"),
     md(r"""
     **Check: the `Q4_K_M` recipe reproduces a real GGUF file byte for byte.** The course's Gemma 3 270M file was
     made by llama.cpp's quantizer. We read its tensor table (names, types, shapes) with minigemma's GGUF reader,
@@ -160,8 +160,8 @@ CELLS = [
     """),
     code("""
     import gguf
-    from minigemma.gguf import default_gguf_path, minigemma_name
-    from minigemma.gguf_file import read_gguf        # minigemma's GGUF reader (minigemma/gguf_file.py)
+    from minigemma.weights.gguf.model import default_gguf_path, minigemma_name
+    from minigemma.weights.gguf.file import read_gguf        # minigemma's GGUF reader (minigemma/weights/gguf/file.py)
 
     gguf_file = read_gguf(default_gguf_path())     # the header: names, ggml types, shapes, bytes (gguf-py's table)
     in_file = {minigemma_name(name): info.nbytes for name, info in gguf_file.tensors.items()}
@@ -296,9 +296,9 @@ CELLS = [
     not to the model: the same code needs it on one laptop and not on the next. We run prefills of small
     2B-shaped (MQA) and 7B-shaped (MHA) models and compare.
     """),
-    export("minigemma.memory_measure._quiet_c_stderr", "minigemma.memory_measure._owner",
-           "minigemma.memory_measure._allocation_events",
-           "minigemma.memory_measure._without_kernel_scratch", "minigemma.memory_measure.cpu_peak_bytes"),
+    export("minigemma.memory.measure._quiet_c_stderr", "minigemma.memory.measure._owner",
+           "minigemma.memory.measure._allocation_events",
+           "minigemma.memory.measure._without_kernel_scratch", "minigemma.memory.measure.cpu_peak_bytes"),
     code("""
     small = {"2B-shaped": GemmaConfig.tiny(vocab_size=16384, hidden_size=256, intermediate_size=2048, num_heads=8,
                                            num_kv_heads=1, head_dim=32, max_seq_len=512),
@@ -569,9 +569,9 @@ CELLS = [
     * Predictions equal the real tensors' bytes exactly for 2B and 7B weights and KV caches, the real GGUF file
       tensor by tensor, and the profiler's measured peak on small models.
     * Gemma 2B fits an 8 GiB GPU in bf16 at 8k tokens; 7B in bf16 needs a 24 GiB card (Q4_K_M: 12 GiB).
-    * **Package modules produced:** `minigemma/memory.py` (weights, KV cache, temporary buffers, `estimate`),
-      `minigemma/memory_measure.py` (the profiler measurement that checks them),
-      `minigemma/memory_formats.py` (storage formats and quantization recipes) and the `minigemma vram` command
-      (`minigemma/vram_cli.py`). `benchmarks/vram_gpu.py` checks the prediction on a real GPU.
+    * **Package modules produced:** `minigemma/memory/inference.py` (weights, KV cache, temporary buffers, `estimate`),
+      `minigemma/memory/measure.py` (the profiler measurement that checks them),
+      `minigemma/memory/formats.py` (storage formats and quantization recipes) and the `minigemma vram` command
+      (`minigemma/memory/vram_cli.py`). `benchmarks/vram_gpu.py` checks the prediction on a real GPU.
     """),
 ]

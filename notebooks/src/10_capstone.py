@@ -34,12 +34,12 @@ CELLS = [
     import minigemma as mg
     from minigemma.attention import Attention
     from minigemma.config import GemmaConfig
-    from minigemma.gguf import (GLOBAL_EVERY, LOCAL_ROPE_THETA, as_written, default_gguf_path, embedding_rows,
+    from minigemma.weights.gguf.model import (GLOBAL_EVERY, LOCAL_ROPE_THETA, as_written, default_gguf_path, embedding_rows,
                                 load_gguf_model)
-    from minigemma.gguf_file import GGUFFile, read_gguf
+    from minigemma.weights.gguf.file import GGUFFile, read_gguf
     from minigemma.mlp import GeGLU
     from minigemma.rmsnorm import RMSNorm
-    from minigemma.tensor_files import CheckpointError
+    from minigemma.weights.tensor_files import CheckpointError
 
     torch.manual_seed(0)
     print("torch", torch.__version__)
@@ -59,7 +59,7 @@ CELLS = [
     md(r"""
     A GGUF starts with `b"GGUF"`, a version, and two counts; then `key → value` metadata (the config and the
     whole vocabulary live here); then a table of tensors (name, shape, storage type, offset); then the data.
-    `read_gguf` (in `minigemma/gguf_file.py`) parses the header; the tensors stay on disk until asked for.
+    `read_gguf` (in `minigemma/weights/gguf/file.py`) parses the header; the tensors stay on disk until asked for.
     """),
     code("""
     gguf = read_gguf(path)
@@ -89,7 +89,7 @@ CELLS = [
     Gemma 3, and so do we: every 6th layer attends globally (the others use a sliding window), local layers use
     RoPE base 10,000, and the attention scale is $1/\sqrt{\text{head\_dim}}$ (`query_pre_attn_scalar` 256).
     """),
-    export("minigemma.gguf.config_from_gguf"),
+    export("minigemma.weights.gguf.model.config_from_gguf"),
     code("""
     config = config_from_gguf(gguf)
     print(config)
@@ -122,7 +122,7 @@ CELLS = [
     ## 4. The tokenizer, rebuilt from the file
 
     A GGUF has no `tokenizer.model`, but it keeps each piece, its score and its type. `mg.Tokenizer(path_to.gguf)`
-    writes them back into a SentencePiece model (`minigemma/gguf_tokenizer.py`). The ids match `transformers`'
+    writes them back into a SentencePiece model (`minigemma/weights/gguf/tokenizer.py`). The ids match `transformers`'
     tokenizer for the same file on text with whitespace runs, digits, accents, CJK and emoji (tested).
     """),
     code("""
@@ -299,8 +299,8 @@ CELLS = [
     * Gemma 3 is Gemma 1 plus five switches: QK-norm, sandwich norms, local/global layers with two RoPE bases,
       `query_pre_attn_scalar`, and a 262,144-piece vocabulary; each lives in one module you wrote.
     * From the command line: `minigemma generate "The capital of France is"` runs this model.
-    * **Package modules produced:** `minigemma/gguf_file.py` (the GGUF reader), `minigemma/gguf.py` (config from
-      metadata, name mapping, the `1 + w` undo, `load_gguf_model`), `minigemma/gguf_tokenizer.py` (the
+    * **Package modules produced:** `minigemma/weights/gguf/file.py` (the GGUF reader), `minigemma/weights/gguf/model.py` (config from
+      metadata, name mapping, the `1 + w` undo, `load_gguf_model`), `minigemma/weights/gguf/tokenizer.py` (the
       SentencePiece model rebuilt from the vocabulary); Gemma 3's switches live in `config.py`, `attention.py`,
       `block.py` and `model.py`.
     """),

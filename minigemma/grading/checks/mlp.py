@@ -6,9 +6,9 @@ import random
 import torch
 import torch.nn.functional as F
 
-from ..mlp import GeGLU, gelu_tanh as reference_gelu
-from .compare import diagnose, expect_tensor, fresh_generator, randn
-from .core import check, require_callable
+from ...mlp import GeGLU, gelu_tanh as reference_gelu
+from ..compare import diagnose, expect_tensor, fresh_generator, randn
+from ..core import check, require_callable
 
 EXACT_GELU = ("that is the exact (erf) GELU; Gemma was trained with the tanh approximation "
               "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).")

@@ -9,14 +9,14 @@ A GGUF carries no tokenizer.model, but it stores everything SentencePiece needs,
     reference (transformers) matches them whole, so every control piece except pad/eos/bos becomes user-defined.
     (Then "<start_of_turn>" typed in a prompt is one token, as the chat format needs.)
 The model is BPE with byte fallback, no dummy-prefix space and no normalisation, as Gemma's own tokenizer.model.
-Not here: reading the file (gguf_file.py) or encoding (tokenizer.py does that once the proto is loaded).
+Not here: reading the file (file.py) or encoding (tokenizer.py does that once the proto is loaded).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_file import read_gguf
-from .tensor_files import CheckpointError
+from .file import read_gguf
+from ..tensor_files import CheckpointError
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 SPACE, META_SPACE = " ", "\u2581"

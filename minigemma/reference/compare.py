@@ -69,8 +69,8 @@ def hf_gemma_config(cfg, **extra):
 def load_reference(path, dtype: torch.dtype):
     """transformers' Gemma on the checkpoint's weights (Hugging Face directory or gemma_pytorch .ckpt)."""
     from transformers import AutoModelForCausalLM, GemmaForCausalLM
-    from .checkpoint import config_from_shapes, find_weights, gemma_pytorch_to_hf
-    from .tensor_files import load_pickle_checkpoint
+    from ..weights.checkpoint import config_from_shapes, find_weights, gemma_pytorch_to_hf
+    from ..weights.tensor_files import load_pickle_checkpoint
     path = Path(path)
     kind, files = find_weights(path)
     if kind == "hf":
@@ -83,7 +83,7 @@ def load_reference(path, dtype: torch.dtype):
 
 
 def load_minigemma(path, dtype: torch.dtype):
-    from .checkpoint import load_model
+    from ..weights.checkpoint import load_model
     return load_model(path, dtype=dtype)
 
 
@@ -99,7 +99,7 @@ def with_model(load, path, dtype: torch.dtype, work):
 @torch.no_grad()
 def compare_logits_with_reference(path, dtype: torch.dtype = torch.bfloat16, prompts=PROMPTS) -> dict:
     """Logits of minigemma and transformers on `prompts` (BOS + text), each in `dtype`, one model at a time."""
-    from .tokenizer import Tokenizer
+    from ..tokenizer import Tokenizer
     tok = Tokenizer(tokenizer_file(path))
     inputs = [torch.tensor([tok.encode(p)]) for p in prompts]
     ours = with_model(load_minigemma, path, dtype, lambda model: [model(ids).float() for ids in inputs])
@@ -114,7 +114,7 @@ def compare_logits_with_reference(path, dtype: torch.dtype = torch.bfloat16, pro
 
 def default_greedy_dtype(path) -> torch.dtype:
     """float32 when the model has at most 3B parameters (2B: 10 GB), bfloat16 above (7B float32 needs 34 GB)."""
-    from .checkpoint import read_checkpoint
+    from ..weights.checkpoint import read_checkpoint
     config, _ = read_checkpoint(path)                                 # tensors are read lazily: none read here
     embedding = config.vocab_size * config.hidden_size
     per_layer = (config.hidden_size * config.head_dim * (2 * config.num_heads + 2 * config.num_kv_heads)
@@ -127,8 +127,8 @@ def default_greedy_dtype(path) -> torch.dtype:
 def greedy_continuation(path, prompt: str = "Hello I am doing", max_new_tokens: int = 16,
                         dtype: torch.dtype | None = None) -> dict:
     """Greedy tokens after `prompt` from minigemma (with its KV cache) and from transformers' generate()."""
-    from .generate import generate
-    from .tokenizer import Tokenizer
+    from ..generate import generate
+    from ..tokenizer import Tokenizer
     dtype = dtype or default_greedy_dtype(path)
     tok = Tokenizer(tokenizer_file(path))
     prompt_ids = tok.encode(prompt)
@@ -145,7 +145,7 @@ def greedy_continuation(path, prompt: str = "Hello I am doing", max_new_tokens: 
 def compare_tokenizer_with_reference(path, text: str = MIXED_TEXT) -> dict:
     """minigemma's Tokenizer and transformers' GemmaTokenizer, both built from the same tokenizer.model."""
     from transformers import GemmaTokenizer
-    from .tokenizer import Tokenizer
+    from ..tokenizer import Tokenizer
     model_file = tokenizer_file(path)
     ids = Tokenizer(model_file).encode(text, add_bos=False)
     with tempfile.TemporaryDirectory() as folder:                    # only tokenizer.model: no tokenizer.json

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import memory
-from .config import GemmaConfig
-from .memory_formats import WEIGHT_FORMATS
+from . import inference as memory
+from ..config import GemmaConfig
+from .formats import WEIGHT_FORMATS
 
 COMMAND = "vram"
 HELP = "estimate GPU memory for a Gemma model: weight format x context length"
@@ -63,7 +63,7 @@ def load_config(model: str) -> tuple[str, GemmaConfig]:
     if not path.exists():
         raise ValueError(f"--model must be one of {', '.join(PRESETS)} or an existing checkpoint path; "
                          f"{model!r} does not exist")
-    from .checkpoint import find_weights, read_checkpoint
+    from ..weights.checkpoint import find_weights, read_checkpoint
     if find_weights(path)[0] == "gguf":
         raise ValueError(f"{path}: GGUF files already fix their format; give the original checkpoint, or "
                          "--model 2b/7b with --formats q4_k_m (or another GGUF format)")

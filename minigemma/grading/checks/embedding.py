@@ -7,9 +7,9 @@ import struct
 import torch
 import torch.nn.functional as F
 
-from ..embedding import Embedding, embedding_scale as reference_scale
-from .compare import diagnose, diagnose_value, expect_tensor, fresh_generator, randn
-from .core import Mismatch, check, require_callable
+from ...embedding import Embedding, embedding_scale as reference_scale
+from ..compare import diagnose, diagnose_value, expect_tensor, fresh_generator, randn
+from ..core import Mismatch, check, require_callable
 
 
 def reference_embedding(weight):

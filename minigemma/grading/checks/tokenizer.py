@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from ..tokenizer import Tokenizer
-from .compare import diagnose_value
-from .core import Mismatch, check, require_callable
-from .toy_tokenizer import corpus_words, piece_scores, toy_processor
+from ...tokenizer import Tokenizer
+from ..compare import diagnose_value
+from ..core import Mismatch, check, require_callable
+from ..toy_tokenizer import corpus_words, piece_scores, toy_processor
 
 META = "\u2581"
 

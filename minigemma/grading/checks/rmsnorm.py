@@ -7,9 +7,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..rmsnorm import rms_norm as reference_norm
-from .compare import diagnose, expect_tensor, fresh_generator, matches_bf16, randn
-from .core import Mismatch, check, require_callable
+from ...rmsnorm import rms_norm as reference_norm
+from ..compare import diagnose, expect_tensor, fresh_generator, matches_bf16, randn
+from ..core import Mismatch, check, require_callable
 
 EPS = 1e-6
 NO_PLUS_ONE = "scale by (1 + weight), not weight: Gemma stores the learned scale as an offset from 1."

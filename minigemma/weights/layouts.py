@@ -13,7 +13,7 @@ import re
 
 import torch
 
-from .config import GemmaConfig
+from ..config import GemmaConfig
 
 SUPPORTED_MODEL_TYPES = ("gemma", "gemma3_text", "gemma3")
 

@@ -6,11 +6,11 @@ import random
 
 import torch
 
-from ..config import GemmaConfig
-from ..kv_cache import KVCache
-from ..model import Gemma
-from .compare import diagnose_value
-from .core import Mismatch, check, require_callable
+from ...config import GemmaConfig
+from ...kv_cache import KVCache
+from ...model import Gemma
+from ..compare import diagnose_value
+from ..core import Mismatch, check, require_callable
 
 
 def random_config() -> GemmaConfig:

@@ -13,7 +13,7 @@ We parse this small header ourselves with `struct` and numpy: gguf's GGUFReader 
 element, which takes tens of seconds for Gemma 3's 262,144-string vocabulary; this takes a fraction of a second.
 The gguf package still does the real work of turning quantized blocks back into floats (gguf.quants.dequantize).
 Every read is bounds-checked, so a truncated or corrupt file fails with a CheckpointError naming what is cut off.
-Not here: what the names and values mean for Gemma (gguf.py, gguf_tokenizer.py); writing GGUF files.
+Not here: what the names and values mean for Gemma (model.py, tokenizer.py); writing GGUF files.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tensor_files import CheckpointError
+from ..tensor_files import CheckpointError
 
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9

@@ -5,13 +5,13 @@ import random
 
 import torch
 
-from ..attention import causal_mask
-from ..checkpoint import hf_to_minigemma_name
-from ..config import GemmaConfig
-from ..model import Gemma
-from ..rope import rope_angles
-from .compare import diagnose, expect_tensor, fresh_generator, randn
-from .core import Mismatch, check, require_callable
+from ...attention import causal_mask
+from ...weights.checkpoint import hf_to_minigemma_name
+from ...config import GemmaConfig
+from ...model import Gemma
+from ...rope import rope_angles
+from ..compare import diagnose, expect_tensor, fresh_generator, randn
+from ..core import Mismatch, check, require_callable
 
 
 def tiny_model(gen, **overrides) -> Gemma:

@@ -12,7 +12,7 @@ What llama.cpp's converter changed, and what we undo:
   * the config lives in `gemma3.*` metadata keys; what llama.cpp hard-codes for Gemma 3 (every 6th layer global,
     local RoPE base 10000, attention scale 1/sqrt(head_dim)) is filled in the same way here. (llama.cpp scales
     the 27B by 1/sqrt(hidden / heads) instead; minigemma targets the 270M and does not special-case it.)
-Not here: the file format itself (gguf_file.py) and the tokenizer (gguf_tokenizer.py). Only "gemma3" files load.
+Not here: the file format itself (file.py) and the tokenizer (gguf_tokenizer.py). Only "gemma3" files load.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import GemmaConfig
-from .gguf_file import GGUFFile, read_gguf
-from .model import Gemma
-from .tensor_files import CheckpointError
+from ...config import GemmaConfig
+from .file import GGUFFile, read_gguf
+from ...model import Gemma
+from ..tensor_files import CheckpointError
 
 GGUF_NAMES = {"attn_norm": "attn_norm", "attn_q": "attn.q_proj", "attn_k": "attn.k_proj", "attn_v": "attn.v_proj",
               "attn_output": "attn.o_proj", "attn_q_norm": "attn.q_norm", "attn_k_norm": "attn.k_norm",

@@ -4,9 +4,9 @@ import random
 
 import torch
 
-from ..rope import apply_rope as reference_rope, rope_angles as reference_angles
-from .compare import diagnose, expect_tensor, fresh_generator, matches_bf16, randn
-from .core import Mismatch, check, require_callable
+from ...rope import apply_rope as reference_rope, rope_angles as reference_angles
+from ..compare import diagnose, expect_tensor, fresh_generator, matches_bf16, randn
+from ..core import Mismatch, check, require_callable
 
 
 def angle_tables(positions, head_dim, theta, exponent_step):

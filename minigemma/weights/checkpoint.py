@@ -1,6 +1,6 @@
 """Load an official Gemma checkpoint into `minigemma.Gemma`, checking every tensor's name and shape.
 
-Layouts understood (see checkpoint_layouts.py for their names and configs):
+Layouts understood (see layouts.py for their names and configs):
   * Hugging Face directory: config.json + model.safetensors, or shards listed in model.safetensors.index.json;
   * gemma_pytorch / Kaggle `.ckpt` (a weights-only pickle; the config is read off the tensor shapes);
   * `.gguf` (Gemma 3 from llama.cpp), handled in gguf.py.
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint_layouts import (config_from_hf, config_from_shapes, gemma_pytorch_to_hf,  # noqa: F401
+from .layouts import (config_from_hf, config_from_shapes, gemma_pytorch_to_hf,  # noqa: F401
                                  hf_to_minigemma_name)
-from .config import GemmaConfig
-from .model import Gemma
+from ..config import GemmaConfig
+from ..model import Gemma
 from .tensor_files import CheckpointError, iter_safetensors, load_pickle_checkpoint
 
 WEIGHT_SUFFIXES = {".gguf": "gguf", ".safetensors": "hf", ".ckpt": "ckpt", ".pt": "ckpt", ".pth": "ckpt",
@@ -103,7 +103,7 @@ def load_model(path, dtype: torch.dtype | None = None, device="cpu") -> Gemma:
     """Build a Gemma from a checkpoint. dtype None keeps the checkpoint's own dtype (that of its embedding)."""
     kind, files = find_weights(Path(path))
     if kind == "gguf":                                                 # a .gguf, or a folder holding one
-        from .gguf import load_gguf_model
+        from .gguf.model import load_gguf_model
         return load_gguf_model(files[0], dtype=dtype, device=device)
     config, tensors = read_checkpoint(path)
     with torch.device("meta"):

@@ -6,8 +6,8 @@ import random
 
 import torch
 
-from .compare import diagnose, expect_tensor, fresh_generator, randn
-from .core import Mismatch, check, require_callable
+from ..compare import diagnose, expect_tensor, fresh_generator, randn
+from ..core import Mismatch, check, require_callable
 
 
 def top_k_mask(logits, k):

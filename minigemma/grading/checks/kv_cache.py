@@ -4,10 +4,10 @@ import random
 
 import torch
 
-from ..config import GemmaConfig
-from .checks_block import tiny_model
-from .compare import diagnose, expect_tensor, fresh_generator, matches, randn
-from .core import Mismatch, check, require_callable
+from ...config import GemmaConfig
+from .block import tiny_model
+from ..compare import diagnose, expect_tensor, fresh_generator, matches, randn
+from ..core import Mismatch, check, require_callable
 
 
 def expect_filled(keys, filled: int, new: int, buffer_len: int, call: str):

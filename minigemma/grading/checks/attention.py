@@ -4,9 +4,9 @@ import random
 
 import torch
 
-from ..attention import attend_eager, causal_mask as reference_mask
-from .compare import diagnose, expect_tensor, fresh_generator, randn
-from .core import Mismatch, check, require_callable
+from ...attention import attend_eager, causal_mask as reference_mask
+from ..compare import diagnose, expect_tensor, fresh_generator, randn
+from ..core import Mismatch, check, require_callable
 
 
 def expect_mask(out, shape, name):

@@ -3,11 +3,11 @@
     total = weights + KV cache + (buffers alive at the peak of prefill or decode) + overhead (a labelled assumption)
 
 * Weights: every tensor's shape follows from the config (`weight_tensors`); its bytes from the storage format
-  (`memory_formats`: fp32, bf16, int8, int4, NF4, GGUF mixes).
+  (`memory.formats`: fp32, bf16, int8, int4, NF4, GGUF mixes).
 * KV cache: 2 (K and V) x layers x batch x kv_heads x tokens x head_dim x bytes, exactly what
   `minigemma.kv_cache.KVCache` pre-allocates.
 * Buffers: `forward_phases` lists the tensors alive at each step of minigemma's forward pass (traced from the code,
-  checked against torch.profiler by `memory_measure`); the largest step is the peak. The traps: eager attention
+  checked against torch.profiler by `memory.measure`); the largest step is the peak. The traps: eager attention
   keeps batch x heads x tokens^2 float32 scores, and logits for every position cost tokens x 256k vocab.
 * Overhead: the CUDA context and kernels, outside PyTorch's allocator; an assumption you can change.
 Not here: allocator rounding and fragmentation, kernel workspaces (cuBLAS, fused attention tiles), tensors of
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import GemmaConfig
-from .memory_formats import Tensor, storage_for
+from ..config import GemmaConfig
+from .formats import Tensor, storage_for
 
 GiB, GB = 2**30, 10**9
 DTYPE_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "fp8": 1}
@@ -65,7 +65,7 @@ def weight_tensors(config: GemmaConfig) -> list[Tensor]:
 
 
 def tensor_bytes(config: GemmaConfig, fmt: str = "bf16") -> dict[str, int]:
-    """{tensor name: bytes} in weight format `fmt` (see memory_formats.WEIGHT_FORMATS)."""
+    """{tensor name: bytes} in weight format `fmt` (see formats.WEIGHT_FORMATS)."""
     return {t.name: storage_for(t, config.num_layers, fmt).nbytes(t.shape) for t in weight_tensors(config)}
 
 
