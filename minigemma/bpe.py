@@ -101,17 +101,46 @@ def check_gemma_normalizer(normalizer: dict) -> None:
 
 
 # ---- encoding ---------------------------------------------------------------------------------------
+def check_pieces(pieces: list[Piece]) -> None:
+    """The vocabulary this encoder handles: no 'unused' pieces, and all 256 byte pieces for byte fallback."""
+    if any(p.kind == UNUSED for p in pieces):
+        raise ModelFormatError("the model has 'unused' pieces, which this encoder does not handle")
+    byte_pieces = sum(p.kind == BYTE for p in pieces)
+    if byte_pieces != 256:
+        raise ModelFormatError(f"the model has {byte_pieces} byte pieces, not the 256 of byte fallback "
+                               "(<0x00> ... <0xFF>); train it with byte_fallback=True, as Gemma's was")
+
+
+def split_frozen(text: str, user_defined) -> list[tuple[str, bool]]:
+    """Rules 1-2: (symbol, frozen) pairs; frozen symbols are user-defined pieces, matched longest first."""
+    text, symbols, pos = text.replace(" ", META_SPACE), [], 0
+    while pos < len(text):
+        match = max((u for u in user_defined if text.startswith(u, pos)), key=len, default=None)
+        symbols.append((match, True) if match else (text[pos], False))
+        pos += len(match) if match else 1
+    return symbols
+
+
+def merge_best_pairs(symbols: list[str], scores: dict[str, float]) -> list[str]:
+    """Rule 3 on a run of ordinary symbols: merge the best-scoring adjacent pair until none forms a piece."""
+    symbols = list(symbols)
+    while True:
+        pairs = [(scores[a + b], -i)                                    # -i: the leftmost pair wins ties
+                 for i, (a, b) in enumerate(zip(symbols, symbols[1:])) if a + b in scores]
+        if not pairs:
+            return symbols
+        i = -max(pairs)[1]
+        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+
+
 class BPETokenizer:
     def __init__(self, pieces: list[Piece]):
-        if any(p.kind == UNUSED for p in pieces):
-            raise ModelFormatError("the model has 'unused' pieces, which this encoder does not handle")
+        check_pieces(pieces)
         self.pieces = pieces
         self.normal_ids = {p.text: i for i, p in enumerate(pieces) if p.kind == NORMAL}
+        self.scores = {p.text: p.score for p in pieces if p.kind == NORMAL}
         self.user_defined = {p.text: i for i, p in enumerate(pieces) if p.kind == USER_DEFINED}
         self.byte_ids = {int(p.text[3:5], 16): i for i, p in enumerate(pieces) if p.kind == BYTE}
-        if len(self.byte_ids) != 256:
-            raise ModelFormatError(f"the model has {len(self.byte_ids)} byte pieces, not the 256 of byte fallback "
-                                   "(<0x00> ... <0xFF>); train it with byte_fallback=True, as Gemma's was")
 
     @classmethod
     def from_bytes(cls, model_bytes: bytes) -> "BPETokenizer":
@@ -119,30 +148,11 @@ class BPETokenizer:
         check_gemma_normalizer(normalizer)
         return cls(pieces)
 
-    def merges(self) -> list[str]:
-        """Multi-character pieces in the order the trainer created them (highest score first)."""
-        made = [p for p in self.pieces if p.kind == NORMAL and len(p.text) > 1]
-        return [p.text for p in sorted(made, key=lambda p: -p.score)]
-
     def split(self, text: str) -> list[tuple[str, bool]]:
-        """Rules 1-2: (symbol, frozen) pairs; frozen symbols are user-defined pieces, matched longest first."""
-        text, symbols, pos = text.replace(" ", META_SPACE), [], 0
-        while pos < len(text):
-            match = max((u for u in self.user_defined if text.startswith(u, pos)), key=len, default=None)
-            symbols.append((match, True) if match else (text[pos], False))
-            pos += len(match) if match else 1
-        return symbols
+        return split_frozen(text, self.user_defined)
 
     def merge(self, symbols: list[str]) -> list[str]:
-        """Rule 3 on a run of ordinary symbols: merge the best-scoring adjacent pair until none forms a piece."""
-        symbols = list(symbols)
-        while True:
-            pairs = [(self.pieces[self.normal_ids[a + b]].score, -i)       # -i: the leftmost pair wins ties
-                     for i, (a, b) in enumerate(zip(symbols, symbols[1:])) if a + b in self.normal_ids]
-            if not pairs:
-                return symbols
-            i = -max(pairs)[1]
-            symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+        return merge_best_pairs(symbols, self.scores)
 
     def to_ids(self, symbol: str) -> list[int]:
         """Rule 4: a piece's id, or else one byte piece per UTF-8 byte of the symbol."""

@@ -39,6 +39,7 @@ import torch
 
 import minigemma as mg
 from minigemma.bpe import NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE, META_SPACE
+from minigemma.bpe import check_pieces          # argument checks used by BPETokenizer, not a lesson of their own
 
 torch.manual_seed(0)
 print("sentencepiece", spm.__version__)
@@ -80,53 +81,162 @@ print(sp.EncodeAsPieces("The embedding has 256000 rows."))
 print(sp.EncodeAsIds("The embedding has 256000 rows."))
 
 # %% [markdown]
-# **How much text does one token carry?** More merges mean longer pieces and fewer tokens per text. Here is
-# the average number of characters per token on the training text as the vocabulary grows (it flattens once
-# most words of this small text are whole pieces).
+# **How much text does one token carry?** More merges mean longer pieces and fewer tokens per text. Measured on
+# the training text itself this flatters the tokenizer: it has learned that text's own words. The honest number
+# comes from **held-out** text it never saw: `data/heldout.txt`, a page written for this course (prose, numbers,
+# a recipe, a little Python, five other languages), checked to share no line with the training text.
 
 # %%
+heldout = Path("data/heldout.txt").read_text(encoding="utf-8")
+assert not set(heldout.splitlines()) & set(lines) - {""}, "held-out text shares a line with the training text"
 sizes = [400, 500, 750, 1000, 1500, 2000, 3000, 4000]
-chars_per_token = []
+on_training, on_heldout = [], []
 for size in sizes:
     trial = spm.SentencePieceProcessor(model_proto=train_gemma_style(lines, vocab_size=size))
-    chars_per_token.append(len(corpus) / len(trial.EncodeAsIds(corpus)))
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.plot(sizes, chars_per_token, marker="o")
+    on_training.append(len(corpus) / len(trial.EncodeAsIds(corpus)))
+    on_heldout.append(len(heldout) / len(trial.EncodeAsIds(heldout)))
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+ax.plot(sizes, on_heldout, marker="o", label=f"held-out text ({len(heldout):,} characters)")
+ax.plot(sizes, on_training, marker="o", linestyle="--", color="gray", label="training text (flattering)")
 ax.set_xlabel("vocabulary size")
 ax.set_ylabel("characters per token")
-ax.set_title("Compression of the training text")
+ax.set_title("Compression: held-out vs training text")
+ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 plt.tight_layout()
 plt.show()
-print("chars/token:", [round(c, 2) for c in chars_per_token])
+print("held-out chars/token:", [round(c, 2) for c in on_heldout])
+print("training chars/token:", [round(c, 2) for c in on_training])
 
 # %% [markdown]
 # ## 2. Reading the `.model` file ourselves
 #
 # A SentencePiece model is a *protocol buffer*: a sequence of fields, each introduced by a key
-# $\text{key} = 8 \times \text{field number} + \text{wire type}$, written as a *varint* (7 bits per byte, low
-# bits first, high bit set on every byte but the last). Wire type 0 is a varint value, 2 is a length-prefixed
-# blob (a string or a nested message), 5 is a 4-byte float. The vocabulary is field 1, repeated; each piece is
-# a small message with its text (field 1), score (field 2) and kind (field 3). The normaliser settings are
-# field 3 of the model.
+# $\text{key} = 8 \times \text{field number} + \text{wire type}$. Wire type 0 is a varint value, 2 is a
+# length-prefixed blob (a string or a nested message), 5 is a 4-byte float. The vocabulary is field 1,
+# repeated; each piece is a small message with its text (field 1), score (field 2) and kind (field 3). The
+# normaliser settings are field 3 of the model. We build the reader in three steps: one integer, one field,
+# the whole piece list.
+#
+# **Step 1: a varint, by hand.** Integers are written 7 bits per byte, least significant group first; the high
+# bit of a byte is 1 when more bytes follow. 300 is `0b10_0101100`: the low 7 bits `0101100` (0x2C) go first
+# with the high bit set (0xAC), then the remaining `10` (0x02).
+
+# %%
+encoded = bytes([0xAC, 0x02])
+value = 0
+for n, byte in enumerate(encoded):
+    low_bits, more = byte & 0x7F, byte >= 0x80
+    value += low_bits << (7 * n)
+    print(f"byte {n}: 0x{byte:02X} = {byte:08b}  low 7 bits {low_bits:3d} x 128^{n}, more bytes follow: {more}")
+print("value:", value)
+assert value == 300
+
+
+def varint(data, pos):
+    """(value, position after it) of the base-128 integer at data[pos]."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def to_varint(value):                   # the writer's side, only to test the reader on many numbers
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value >= 0x80 else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+assert varint(encoded, 0) == (300, 2)
+for number in [0, 1, 127, 128, 16383, 16384, 2**31 - 1, 2**40 + 12345]:
+    assert varint(to_varint(number), 0) == (number, len(to_varint(number))), number
+print("varint reads back every written number, including the 1-, 2-, 3- and 6-byte edge cases")
+
+# %% [markdown]
+# **Step 2: one field.** The model's very first bytes are a key, then (wire type 2) a length, then that many
+# bytes: the first piece, itself a message whose fields we read the same way.
+
+# %%
+key, pos = varint(model_bytes, 0)
+number, wire_type = key >> 3, key & 7                          # key = 8 * field number + wire type
+size, pos = varint(model_bytes, pos)
+first_piece = model_bytes[pos:pos + size]
+print(f"key {key}: field {number}, wire type {wire_type}; {size} bytes follow:", first_piece)
+
+inner_key, inner_pos = varint(first_piece, 0)                  # field 1 of the piece: its text
+text_size, inner_pos = varint(first_piece, inner_pos)
+text = first_piece[inner_pos:inner_pos + text_size].decode("utf-8")
+print(f"inner field {inner_key >> 3} (wire type {inner_key & 7}): text {text!r}")
+assert (number, wire_type) == (1, 2) and text == sp.IdToPiece(0)
+
+
+def fields(data):
+    """Yield (field number, value) of one message: an int (wire type 0) or raw bytes (wire types 2 and 5)."""
+    pos = 0
+    while pos < len(data):
+        key, pos = varint(data, pos)
+        if key & 7 == 0:
+            value, pos = varint(data, pos)
+        else:
+            size, pos = varint(data, pos) if key & 7 == 2 else (4, pos)   # wire type 5: a 4-byte float
+            value, pos = data[pos:pos + size], pos + size
+        yield key >> 3, value
+
+
+print("fields of the first piece:", list(fields(first_piece)))
+
+# %% [markdown]
+# **Step 3: the piece list.** Every field 1 of the model is a piece: decode its text, unpack its score as a
+# little-endian float32 (absent means 0), and read its kind (absent means normal). Check every piece against
+# `sentencepiece`'s own view of the model:
+
+# %%
+def read_pieces(model_bytes):
+    pieces = []
+    for number, value in fields(model_bytes):
+        if number == 1:
+            piece = dict(fields(value))
+            score = struct.unpack("<f", piece.get(2, bytes(4)))[0]
+            pieces.append((piece[1].decode("utf-8"), score, piece.get(3, NORMAL)))
+    return pieces
+
+
+lesson_pieces = read_pieces(model_bytes)
+assert [text for text, _, _ in lesson_pieces] == [sp.IdToPiece(i) for i in range(sp.GetPieceSize())]
+assert [score for _, score, _ in lesson_pieces] == [sp.GetScore(i) for i in range(sp.GetPieceSize())]
+assert [kind == BYTE for _, _, kind in lesson_pieces] == [sp.IsByte(i) for i in range(sp.GetPieceSize())]
+print(f"{len(lesson_pieces)} pieces; texts, scores and byte kinds agree with sentencepiece")
+
+# %% [markdown]
+# **What we just built, as the package ships it.** `minigemma/bpe.py` holds the same three steps; on top it
+# names its result (`Piece`), also keeps field 3 (the normaliser), skips 8-byte fields, and turns every
+# malformed input into one `ModelFormatError` that says what is wrong, instead of an `IndexError` deep inside.
 
 # %% export minigemma.bpe.ModelFormatError minigemma.bpe.Piece
 
-# %% export minigemma.bpe.read_varint minigemma.bpe.read_fields minigemma.bpe.read_model
+# %% export minigemma.bpe.read_varint minigemma.bpe.read_fields
+
+# %% export minigemma.bpe.read_model
 
 # %%
-print("varint ac 02 -> (value, next position) =", read_varint(bytes([0xAC, 0x02]), 0))   # 0x2C + 2 * 128
-assert read_varint(bytes([0xAC, 0x02]), 0) == (300, 2)
-
 pieces, normalizer = read_model(model_bytes)
-assert [p.text for p in pieces] == [sp.IdToPiece(i) for i in range(sp.GetPieceSize())]
-assert [p.score for p in pieces] == [sp.GetScore(i) for i in range(sp.GetPieceSize())]
-assert [p.kind == BYTE for p in pieces] == [sp.IsByte(i) for i in range(sp.GetPieceSize())]
+assert [tuple(p) for p in pieces] == lesson_pieces
 assert [p.kind == CONTROL for p in pieces] == [sp.IsControl(i) for i in range(sp.GetPieceSize())]
 assert [p.kind == UNKNOWN for p in pieces] == [sp.IsUnknown(i) for i in range(sp.GetPieceSize())]
-print(f"{len(pieces)} pieces read; texts, scores and kinds agree with sentencepiece")
+print(f"read_model == read_pieces on all {len(pieces)} pieces; control and unknown kinds agree with sentencepiece")
 print("normaliser:", {number: value for number, value in normalizer.items() if number in (1, 3, 4, 5)},
       "(1 name, 3 add_dummy_prefix, 4 remove_extra_whitespaces, 5 escape_whitespaces)")
+try:
+    read_model(model_bytes[:1000])                                   # a truncated file
+except ModelFormatError as err:
+    print("truncated file ->", err)
 
 # %% [markdown]
 # **The vocabulary's layout.** Control pieces first, then the unknown piece, the user-defined pieces, 256 byte
@@ -186,9 +296,26 @@ assert symbols == sp.EncodeAsPieces(" tokenizer")
 print("sentencepiece:", sp.EncodeAsPieces(" tokenizer"))
 
 # %% [markdown]
-# The package's encoder: the same loop (`merge`), the splitting with frozen user-defined pieces (`split`), and
-# byte fallback (`to_ids`). Runs of ordinary symbols between frozen pieces are merged separately, since no
-# merge can cross a frozen piece.
+# **Rule 2 by hand:** cutting out a frozen piece. Scanning left to right, wherever a user-defined piece starts
+# it is taken whole (longest match), otherwise one character:
+
+# %%
+user_pieces = [p.text for p in pieces if p.kind == USER_DEFINED]
+text, symbols, pos = "<start_of_turn>user hi", [], 0
+while pos < len(text):
+    match = max((u for u in user_pieces if text.startswith(u, pos)), key=len, default=None)
+    symbols.append(match or text[pos].replace(" ", "▁"))
+    pos += len(match) if match else 1
+print(symbols)
+assert symbols[0] == "<start_of_turn>" and sp.EncodeAsPieces(text)[0] == "<start_of_turn>"
+
+# %% [markdown]
+# **What we just built, as the package ships it.** The two loops above become `split_frozen` (rules 1-2) and
+# `merge_best_pairs` (rule 3); `BPETokenizer` adds byte fallback (`to_ids`, rule 4) and merges each run of
+# ordinary symbols between frozen pieces separately, since no merge can cross a frozen piece. (Its constructor
+# also calls `check_pieces`, plumbing that refuses vocabularies without the 256 byte pieces.)
+
+# %% export minigemma.bpe.split_frozen minigemma.bpe.merge_best_pairs
 
 # %% export minigemma.bpe.BPETokenizer
 
@@ -319,10 +446,15 @@ else:
 #
 # * Gemma's tokenizer is SentencePiece BPE: spaces become `▁`, no normalisation, no dummy prefix, digits split,
 #   unseen characters fall back to UTF-8 byte pieces, so no text is ever unknown.
-# * A `.model` file is a protobuf list of (text, score, kind); the scores are the merge order.
+# * A `.model` file is a protobuf list of (text, score, kind); you read it in three checked steps (a varint by
+#   hand, one field, the piece list) before the package's `read_varint` / `read_fields` / `read_model`. The
+#   scores are the merge order.
 # * Encoding = split into characters (user-defined pieces frozen) + repeatedly merge the best-scoring adjacent
 #   pair + byte fallback. Our pure-Python encoder matches `sentencepiece` token for token.
 # * Ids: pad 0, eos 1, **bos 2, always prepended**, unk 3; `<start_of_turn>` / `<end_of_turn>` are single tokens
 #   (106 / 107 in Gemma). The 256,000-row embedding is 21% of 2B and 9% of 7B.
 # * Package module produced: **`minigemma/bpe.py`**; the model itself uses **`minigemma/tokenizer.py`**.
-#   Next: 02, the embedding.
+#   Compression is measured on held-out text, not the tokenizer's own training text.
+#
+# **Exercise:** [exercises/01_tokenizer.ipynb](../exercises/01_tokenizer.ipynb) has you write the pieces yourself
+# and grades them. Next lesson: 02, the embedding.
