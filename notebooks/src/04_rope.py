@@ -97,15 +97,102 @@ plt.show()
 #
 # *Which* two entries of the head vector form pair $i$? Gemma (gemma_pytorch, the JAX code and the Hugging Face
 # port) pairs entry $i$ with entry $i + d/2$: the first half holds the "x" coordinates, the second half the
-# "y" coordinates. With $x_1 = x_{[:128]}$ and $x_2 = x_{[128:]}$:
+# "y" coordinates. Other models pair *neighbours* $(2i, 2i+1)$ instead (the "interleaved" layout); the picture
+# shows both for $d = 8$. Gemma's checkpoints are trained with the half-split pairs, so that is what we build.
+
+# %%
+def draw_pairs(ax, pairs, title, d=8):
+    """Entries 0..d-1 in a row; an arc joins the two entries that rotate together as one pair."""
+    for j in range(d):
+        pair = next(n for n, (a, b) in enumerate(pairs) if j in (a, b))
+        ax.add_patch(plt.Rectangle((j - 0.4, -0.4), 0.8, 0.8, color=f"C{pair}", alpha=0.85))
+        ax.text(j, 0, f"x[{j}]", ha="center", va="center", color="white", fontsize=9)
+    for n, (a, b) in enumerate(pairs):
+        middle, width = (a + b) / 2, abs(b - a)
+        height = 0.3 + (0.3 * n if width > 1 else 0)                    # stagger the long arcs so they stay apart
+        arc = torch.linspace(0, math.pi, 40)
+        ax.plot(middle + width / 2 * arc.cos(), 0.45 + height * arc.sin(), color=f"C{n}", lw=2)
+        ax.text(middle, 0.5 + height, f"pair {n}", ha="center", va="bottom", fontsize=8, color=f"C{n}",
+                bbox=dict(facecolor="white", edgecolor="none", pad=1))
+    ax.set_xlim(-0.6, d - 0.4)
+    ax.set_ylim(-0.6, 2.0)
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+
+
+fig, axes = plt.subplots(2, 1, figsize=(8, 4.2))
+draw_pairs(axes[0], [(i, i + 4) for i in range(4)], "half-split (Gemma): pair i = (x[i], x[i + d/2])")
+draw_pairs(axes[1], [(2 * i, 2 * i + 1) for i in range(4)], "interleaved (not Gemma): pair i = (x[2i], x[2i+1])")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Step 1: one pair, by hand.** A tiny head with $d = 8$ has 4 pairs; pair 1 is `(x[1], x[5])`, and at
+# position $p$ it turns by $p\,\theta_1$ with $\theta_1 = 10000^{-2/8} = 0.1$. That is `rotate_2d` from
+# section 1, applied to two entries picked out of the vector:
+
+# %%
+tiny_dim, tiny_half = 8, 4
+tiny_freq = 1.0 / 10000.0 ** (torch.arange(0, tiny_dim, 2).double() / tiny_dim)     # (4,): 1, 0.1, 0.01, 0.001
+x_tiny = torch.arange(1.0, 9.0, dtype=torch.float64)                               # (8,): 1, 2, ..., 8
+p = 3
+pair_1 = torch.stack([x_tiny[1], x_tiny[1 + tiny_half]])                           # (x[1], x[5]) = (2, 6)
+turned_1 = rotate_2d(pair_1, p * tiny_freq[1].item())
+print("theta:", tiny_freq.numpy(), " pair 1 =", pair_1.numpy(), "-> at p = 3:", turned_1.numpy().round(4))
+
+# %% [markdown]
+# **Step 2: all pairs at once.** Split the vector into halves $x_1 = x_{[:d/2]}$ and $x_2 = x_{[d/2:]}$; then
+# $x_1[i]$ and $x_2[i]$ are pair $i$ for every $i$, and the 2×2 rotation becomes two lines of elementwise
+# arithmetic with one angle per pair:
 #
 # $$\mathrm{RoPE}(x, p) = \big[\,x_1 \cos(p\theta) - x_2 \sin(p\theta)\;,\;\;
 #   x_2 \cos(p\theta) + x_1 \sin(p\theta)\,\big].$$
-#
-# The angles are computed in float32 from integer positions. The package's two functions: `rope_angles`
-# builds the cos/sin tables once per forward pass, `apply_rope` rotates.
+
+# %%
+x1, x2 = x_tiny[:tiny_half], x_tiny[tiny_half:]                                    # (4,) each: pair i = (x1[i], x2[i])
+cos_p, sin_p = (p * tiny_freq).cos(), (p * tiny_freq).sin()                         # (4,): one angle per pair
+rotated_tiny = torch.cat([x1 * cos_p - x2 * sin_p, x2 * cos_p + x1 * sin_p])       # (8,)
+torch.testing.assert_close(torch.stack([rotated_tiny[1], rotated_tiny[5]]), turned_1)   # float64: exact maths
+for i in range(tiny_half):                                                          # every pair, by rotate_2d
+    by_hand = rotate_2d(torch.stack([x_tiny[i], x_tiny[i + tiny_half]]), p * tiny_freq[i].item())
+    torch.testing.assert_close(torch.stack([rotated_tiny[i], rotated_tiny[i + tiny_half]]), by_hand)
+print("halves version == rotate_2d on each of the 4 pairs:", rotated_tiny.numpy().round(3))
+
+# %% [markdown]
+# **Step 3: every position, every head.** Queries arrive as `(batch, heads, seq, head_dim)`. Make a table of
+# angles `(seq, d/2)` (position times frequency), take its cos and sin once, and let broadcasting apply row $s$
+# of the table to token $s$ of every head in every batch:
+
+# %%
+def rope_halves(x, positions, theta=10000.0):
+    """Half-split RoPE of x (batch, heads, seq, head_dim) at integer positions (seq,), in float64."""
+    half = x.shape[-1] // 2
+    inv_freq = 1.0 / theta ** (torch.arange(0, 2 * half, 2, dtype=torch.float64) / (2 * half))   # (half,)
+    angles = positions.double()[:, None] * inv_freq[None, :]                       # (seq, half)
+    x1, x2 = x[..., :half], x[..., half:]                                          # (batch, heads, seq, half)
+    return torch.cat([x1 * angles.cos() - x2 * angles.sin(), x2 * angles.cos() + x1 * angles.sin()], dim=-1)
+
+
+x_heads = torch.randn(2, 3, 5, tiny_dim, generator=gen, dtype=torch.float64)      # (batch, heads, seq, head_dim)
+tiny_positions = torch.tensor([0, 1, 2, 3, 9])
+batched_tiny = rope_halves(x_heads, tiny_positions)
+print("x", tuple(x_heads.shape), "angles", (len(tiny_positions), tiny_half), "->", tuple(batched_tiny.shape))
+one_vector = x_heads[1, 2, 3][None, None, None]                                    # batch 1, head 2, position 3
+torch.testing.assert_close(batched_tiny[1, 2, 3], rope_halves(one_vector, torch.tensor([3]))[0, 0, 0])
+torch.testing.assert_close(batched_tiny[..., 0, :], x_heads[..., 0, :])            # position 0: no rotation
+print("each (batch, head, position) rotated on its own; position 0 unchanged")
+
+# %% [markdown]
+# The package splits this into two functions: `rope_angles` builds the cos/sin tables once per forward pass
+# (float32, from integer positions) and `apply_rope` rotates, in float32, rounding once to the input's dtype.
+# This is what we just built, as the package ships it:
 
 # %% export minigemma.rope.rope_angles minigemma.rope.apply_rope
+
+# %%
+cos_t, sin_t = rope_angles(tiny_positions, tiny_dim)                               # (seq, half) each
+torch.testing.assert_close(apply_rope(x_heads.float(), cos_t, sin_t), batched_tiny.float())   # float32 angles
+print("apply_rope == rope_halves on the tiny batch")
 
 # %% [markdown]
 # **Check 1: against explicit 2×2 rotations**, pair by pair, in float64. Tolerance: minigemma's angles are
@@ -214,54 +301,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 5. Half-split vs interleaved
-#
-# Other models (the original RoPE paper, Meta's Llama checkpoints) pair *neighbouring* entries $(2i, 2i+1)$
-# instead. The two layouts are the same rotation applied to a **permuted** head vector: interleaved entry
-# $2i$ is half-split entry $i$, and interleaved entry $2i+1$ is half-split entry $i + d/2$.
-
-# %%
-def apply_rope_interleaved(x, cos, sin):
-    """RoPE with pairs (x[2i], x[2i+1]), the layout Gemma does NOT use."""
-    even, odd = x[..., 0::2], x[..., 1::2]                       # (..., 128) each
-    out = torch.empty_like(x)
-    out[..., 0::2] = even * cos - odd * sin
-    out[..., 1::2] = odd * cos + even * sin
-    return out
-
-perm = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).flatten()   # 0, 128, 1, 129, ...
-print("perm[:8] =", perm[:8].tolist())
-cos, sin = rope_angles(torch.arange(5), head_dim)
-x = torch.randn(1, 1, 5, head_dim, generator=gen)
-torch.testing.assert_close(apply_rope_interleaved(x[..., perm], cos, sin), apply_rope(x, cos, sin)[..., perm])
-print("interleaved RoPE of the permuted vector == permuted half-split RoPE")
-
-# %% [markdown]
-# Attention scores sum over all head dimensions, so permuting *both* $q$ and $k$ the same way changes nothing.
-# And permuting $q$ is the same as permuting the **rows of $W_q$** (per head). So a checkpoint can be converted
-# from one layout to the other by permuting the rows of `q_proj` and `k_proj`: this is what Hugging Face's Llama
-# converter does. Gemma's checkpoints are already half-split, and their converter permutes nothing.
-
-# %%
-D, heads, seq = 512, 2, 10
-W_q = torch.randn(heads * head_dim, D, generator=gen) / D ** 0.5   # (heads * head_dim, D), like q_proj
-W_k = torch.randn(head_dim, D, generator=gen) / D ** 0.5           # one KV head
-h = torch.randn(1, seq, D, generator=gen)                          # (batch, seq, hidden)
-cos, sin = rope_angles(torch.arange(seq), head_dim)
-
-def scores(W_q, W_k, rope):
-    q = (h @ W_q.T).view(1, seq, heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
-    k = (h @ W_k.T).view(1, seq, 1, head_dim).transpose(1, 2)      # (batch, 1, seq, head_dim)
-    return rope(q, cos, sin) @ rope(k, cos, sin).transpose(-1, -2) # (batch, heads, seq, seq)
-
-permute_rows = lambda W: W.view(-1, head_dim, D)[:, perm].reshape(-1, D)    # per head
-half_split_scores = scores(W_q, W_k, apply_rope)
-converted_scores = scores(permute_rows(W_q), permute_rows(W_k), apply_rope_interleaved)
-torch.testing.assert_close(converted_scores, half_split_scores, rtol=1e-5, atol=1e-4)
-print("interleaved RoPE on permuted q_proj/k_proj rows == Gemma's half-split RoPE on the original weights")
-
-# %% [markdown]
-# ## 6. Play with it
+# ## 5. Play with it
 #
 # Three of the 128 pairs of a query (red) and a key (blue), rotated by their positions $m$ and $n$. The key
 # is the same vector as the query, so at $m = n$ the arrows coincide and the score is 1. The fast pair 0
@@ -313,13 +353,21 @@ n_slider.observe(redraw, names="value")
 display(widgets.VBox([widgets.HBox([m_slider, n_slider]), picture]), exclude={"text/plain"})   # live widget only
 
 # %% [markdown]
-# ## 7. Common mistakes
+# ## 6. Common mistakes
 #
-# **The interleaved layout on Gemma's weights.** Loading Gemma into Llama-style code that pairs $(2i, 2i+1)$,
-# without permuting, rotates the wrong pairs. The reference check fails at every position but 0 (where
-# nothing rotates):
+# **1. The interleaved layout on Gemma's weights.** Loading Gemma into Llama-style code that pairs
+# $(2i, 2i+1)$ (the lower row of the picture in section 3), without permuting, rotates the wrong pairs. Here is
+# that wrong version; the reference check fails at every position but 0 (where nothing rotates):
 
 # %%
+def apply_rope_interleaved(x, cos, sin):
+    """RoPE with pairs (x[2i], x[2i+1]), the layout Gemma does NOT use."""
+    even, odd = x[..., 0::2], x[..., 1::2]                       # (..., 128) each
+    out = torch.empty_like(x)
+    out[..., 0::2] = even * cos - odd * sin
+    out[..., 1::2] = odd * cos + even * sin
+    return out
+
 cos, sin = rope_angles(torch.arange(64), head_dim)
 wrong = apply_rope_interleaved(q, cos, sin)
 torch.testing.assert_close(wrong[..., 0, :], hf_q[..., 0, :])          # position 0: no rotation, no difference
@@ -331,7 +379,40 @@ else:
     raise RuntimeError("the check missed the mistake")
 
 # %% [markdown]
-# **Positions in bfloat16.** bfloat16 has 8 significant bits, so above 256 it cannot even count: 257 becomes 256,
+# **Why such code can still be right.** The interleaved layout is the same rotation applied to a **permuted**
+# head vector: interleaved entry $2i$ is half-split entry $i$, and interleaved entry $2i+1$ is half-split entry
+# $i + d/2$. Attention scores sum over all head dimensions, so permuting *both* $q$ and $k$ the same way changes
+# nothing; and permuting $q$ is the same as permuting the **rows of $W_q$** (per head). So a checkpoint can be
+# converted from one layout to the other by permuting the rows of `q_proj` and `k_proj`: this is what Hugging
+# Face's Llama converter does. Gemma's checkpoints are already half-split, and their converter permutes nothing.
+
+# %%
+perm = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).flatten()   # 0, 128, 1, 129, ...
+print("perm[:8] =", perm[:8].tolist())
+cos, sin = rope_angles(torch.arange(5), head_dim)
+x = torch.randn(1, 1, 5, head_dim, generator=gen)
+torch.testing.assert_close(apply_rope_interleaved(x[..., perm], cos, sin), apply_rope(x, cos, sin)[..., perm])
+print("interleaved RoPE of the permuted vector == permuted half-split RoPE")
+
+D, heads, seq = 512, 2, 10
+W_q = torch.randn(heads * head_dim, D, generator=gen) / D ** 0.5   # (heads * head_dim, D), like q_proj
+W_k = torch.randn(head_dim, D, generator=gen) / D ** 0.5           # one KV head
+h = torch.randn(1, seq, D, generator=gen)                          # (batch, seq, hidden)
+cos, sin = rope_angles(torch.arange(seq), head_dim)
+
+def scores(W_q, W_k, rope):
+    q = (h @ W_q.T).view(1, seq, heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+    k = (h @ W_k.T).view(1, seq, 1, head_dim).transpose(1, 2)      # (batch, 1, seq, head_dim)
+    return rope(q, cos, sin) @ rope(k, cos, sin).transpose(-1, -2) # (batch, heads, seq, seq)
+
+permute_rows = lambda W: W.view(-1, head_dim, D)[:, perm].reshape(-1, D)    # per head
+half_split_scores = scores(W_q, W_k, apply_rope)
+converted_scores = scores(permute_rows(W_q), permute_rows(W_k), apply_rope_interleaved)
+torch.testing.assert_close(converted_scores, half_split_scores, rtol=1e-5, atol=1e-4)
+print("interleaved RoPE on permuted q_proj/k_proj rows == Gemma's half-split RoPE on the original weights")
+
+# %% [markdown]
+# **2. Positions in bfloat16.** bfloat16 has 8 significant bits, so above 256 it cannot even count: 257 becomes 256,
 # and at 8,000 neighbouring positions are 32 apart. Computing the angles from bfloat16 positions gives many
 # tokens the same rotation; comparing with the float32 tables catches it:
 
@@ -350,11 +431,17 @@ else:
 # %% [markdown]
 # ## Summary
 #
-# * RoPE rotates each of the 128 pairs of a query/key head vector by $p\,\theta_i$, $\theta_i = 10000^{-2i/256}$;
-#   wavelengths run from 6.3 to about 58,000 tokens.
-# * Scores then depend only on the distance $m - n$ (checked numerically above).
-# * Gemma pairs entry $i$ with entry $i + 128$ (**half-split**); the interleaved layout is the same rotation of a
-#   permuted vector, and converting a checkpoint means permuting the rows of `q_proj` and `k_proj`.
-# * minigemma rotates in float32 and rounds once (like gemma_pytorch); `transformers` rotates in bfloat16.
-# * Package module produced: **`minigemma/rope.py`** (`rope_angles`, `apply_rope`). With notebooks 01–04 you have
-#   the tokenizer, embedding, RMSNorm and RoPE of `minigemma.Gemma`. Next: 05, attention.
+# You built **`minigemma/rope.py`** (`rope_angles`, `apply_rope`), one step at a time:
+#
+# * a 2-D rotation, whose dot products depend only on the difference of the angles;
+# * 128 frequencies $\theta_i = 10000^{-2i/256}$, wavelengths from 6.3 to about 58,000 tokens;
+# * Gemma's **half-split** pairs $(x[i], x[i + d/2])$: one pair by hand, all pairs with two lines of arithmetic on
+#   the halves, then every position of every head by broadcasting a `(seq, d/2)` angle table;
+# * checks against explicit 2×2 rotations, gemma_pytorch's complex form and `transformers`; scores then depend only
+#   on the distance $m - n$. minigemma rotates in float32 and rounds once (like gemma_pytorch).
+# * The interleaved $(2i, 2i+1)$ layout is the common mistake: wrong on Gemma's weights, right only after
+#   permuting the rows of `q_proj` and `k_proj`.
+#
+# **Exercise:** [exercises/04_rope.ipynb](../exercises/04_rope.ipynb) has you write the rotation yourself and
+# grades it. With notebooks 01–04 you have the tokenizer, embedding, RMSNorm and RoPE of `minigemma.Gemma`.
+# Next lesson: 05, attention.
