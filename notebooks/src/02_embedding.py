@@ -52,10 +52,16 @@ print(looked_up.shape, "- the same token (17) gets the same vector at every posi
 # ## 2. Why multiply by $\sqrt{D}$?
 #
 # Gemma multiplies every embedded vector by $\sqrt{D}$ (45.25 for 2B, 55.5 for 7B; more on those numbers
-# below). A good way to see why is the shared matrix: the same $E$ produces the logits $h E^\top$ at the top of
-# the model, so its entries are small, of order $1/\sqrt{D}$, and a row has length about 1. The residual
-# stream, however, works with vectors whose entries are of order 1 (RMS about 1). Multiplying by $\sqrt{D}$
-# maps one scale to the other:
+# below). **Where it comes from:** the original Transformer paper (Vaswani et al., 2017, *Attention Is All You
+# Need*, §3.4) shares one weight matrix between the input embedding and the pre-softmax output layer, and "in the
+# embedding layers" multiplies those weights by $\sqrt{d_\text{model}}$. The paper states the rule without
+# giving a reason, and the Gemma report does not discuss it; gemma_pytorch simply keeps the convention (it
+# multiplies by `hidden_size ** 0.5` right after the lookup, its "normalizer"), and so do we.
+#
+# **What it does with the tied head** (our reading, which the cell below checks numerically): the same $E$
+# produces the logits $h E^\top$ at the top of the model, which favours small entries, of order $1/\sqrt{D}$
+# (a row of length about 1). The residual stream, however, works with vectors whose entries are of order 1
+# (RMS about 1). Multiplying by $\sqrt{D}$ maps one scale to the other:
 #
 # $$\mathrm{RMS}(E_t) = \sqrt{\tfrac{1}{D}\textstyle\sum_i E_{t,i}^2} \approx \tfrac{1}{\sqrt D}
 # \quad\Longrightarrow\quad \mathrm{RMS}(\sqrt{D}\,E_t) \approx 1.$$
@@ -240,4 +246,8 @@ else:
 # * The scale is a tensor **in the compute dtype**: 45.25 (2B) and 55.5 (7B) in bfloat16. A Python-float scale
 #   changes about a quarter of bfloat16 outputs at 7B width (a few percent at 2B).
 # * The output head is tied: $\text{logits} = h E^\top$, no `lm_head` tensor; $E$ is 20.9% of 2B, 9.2% of 7B.
-# * Package module produced: **`minigemma/embedding.py`** (`embedding_scale`, `Embedding`). Next: 03, RMSNorm.
+# * The $\sqrt{D}$ factor is the Transformer paper's convention for a shared embedding/output matrix, kept by
+#   gemma_pytorch.
+# * Package module produced: **`minigemma/embedding.py`** (`embedding_scale`, `Embedding`).
+#
+# **Exercise:** [exercises/02_embeddings.ipynb](../exercises/02_embeddings.ipynb). Next lesson: 03, RMSNorm.

@@ -177,11 +177,18 @@ for name, cfg in presets.items():
 # %%
 fig, ax = plt.subplots(figsize=(9, 2.6))
 for row, name in enumerate(["7b", "2b"]):
-    left = 0
+    left, total = 0, sum(breakdowns[name].values())
     for i, (kind, count) in enumerate(breakdowns[name].items()):
         ax.barh(row, count / 1e9, left=left, color=f"C{i}", label=kind if row == 0 else None)
+        if count > 4e8:                                                # share written inside every wide enough part
+            ax.text(left + count / 2e9, row, f"{100 * count / total:.0f}%", ha="center", va="center",
+                    color="white", fontsize=8)
         left += count / 1e9
+    norms = breakdowns[name]["norms"]                                  # ~0.01%: far too thin to see as a bar
+    ax.annotate(f"norms: {norms:,} ({100 * norms / total:.3f}%)", xy=(left, row), xytext=(left + 0.3, row),
+                va="center", fontsize=8, color="C3", arrowprops=dict(arrowstyle="->", color="C3"))
 ax.set_yticks([0, 1], ["Gemma 7B", "Gemma 2B"])
+ax.set_xlim(0, 1.3 * max(sum(b.values()) for b in breakdowns.values()) / 1e9)
 ax.set_xlabel("parameters (billions)")
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
 plt.tight_layout()
@@ -266,3 +273,5 @@ print("gate/up swapped: the check caught it")
 #
 # GeGLU holds about 72% (2B) and 74% (7B) of the parameters. Next: put attention and GeGLU into a block, stack the
 # blocks, and load a checkpoint (notebook 07).
+#
+# **Exercise:** [exercises/06_geglu.ipynb](../exercises/06_geglu.ipynb).
