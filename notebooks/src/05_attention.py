@@ -549,7 +549,7 @@ with torch.no_grad():
 print("the recomputed weights reproduce layers 0 and 5 of the real model")
 
 # %%
-fig, axes = plt.subplots(2, 4, figsize=(14, 7.4))
+fig, axes = plt.subplots(2, 4, figsize=(15, 7), gridspec_kw=dict(wspace=0.45, hspace=0.3))
 for row, (i, probs) in enumerate(real_probs.items()):
     for head in range(4):
         ax = axes[row, head]
