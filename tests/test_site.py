@@ -11,6 +11,7 @@ import http.server
 import importlib.util
 import re
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -194,6 +195,7 @@ def test_every_page_renders_cleanly(site, served):
             links.update({url: page for url in driver.execute_script(LINKS) if url.startswith(served)})
             if page == "lessons/04_rope/index.html":                         # a figure and math in view
                 driver.execute_script(SHOW_FIGURE)
+                time.sleep(1)                                                    # the header finishes its title swap
             if page in ("index.html", "lessons/04_rope/index.html"):
                 save_png(f"site_{page.split('/')[-2] if '/' in page else 'home'}.png", driver.get_screenshot_as_png())
         for url, page in sorted(links.items()):
