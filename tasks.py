@@ -1,4 +1,4 @@
-"""The two commands of the README, runnable with nothing but Python 3.10+:
+"""The commands of the README, runnable with nothing but Python 3.10+:
 
     python3 tasks.py course    # set up .venv (first time only) and open the course in JupyterLab
     python3 tasks.py test      # set up .venv (first time only) and run every test, notebooks included
