@@ -1,10 +1,11 @@
-"""The two commands of the README, runnable with nothing but Python 3.10+:
+"""The commands of the README, runnable with nothing but Python 3.10+:
 
     python3 tasks.py course    # set up .venv (first time only) and open the course in JupyterLab
     python3 tasks.py test      # set up .venv (first time only) and run every test, notebooks included
+    python3 tasks.py site      # set up .venv (first time only) and build the course website into site/
 
 Set-up installs torch 2.13.0 first (a plain `torch` requirement could pull a multi-GB CUDA build), then this
-package with its course, test and gguf extras. Extra arguments after `test` go to pytest.
+package with its course, test, gguf and site extras. Extra arguments after `test` go to pytest.
 """
 import hashlib
 import os
@@ -36,13 +37,13 @@ def setup() -> None:
     if not PYTHON.exists():
         venv.create(VENV, with_pip=True)
     run(PYTHON, "-m", "pip", "install", "--quiet", TORCH)
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[course,test,gguf]")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[course,test,gguf,site]")
     run(PYTHON, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3")
     stamp.write_text(digest)
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("course", "test"):
+    if not argv or argv[0] not in ("course", "test", "site"):
         print(__doc__)
         return 2
     setup()
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> int:
         cmd = [BIN / "jupyter", "lab", ROOT / "notebooks" / "00_overview.ipynb", *argv[1:]]
         if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in cmd:
             cmd.append("--allow-root")             # containers often run as root; Jupyter refuses without it
+    elif argv[0] == "site":
+        cmd = [PYTHON, ROOT / "docs" / "build_site.py", *argv[1:]]     # static pages from the committed notebooks
     else:
         cmd = [PYTHON, "-m", "pytest", "--nbval", "--sanitize-with", "notebooks/sanitize.cfg", *argv[1:]]
     print("+", " ".join(map(str, cmd)), flush=True)

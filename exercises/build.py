@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent / "tools"))
 from cells import SourceError, split_cells as read_cells  # noqa: E402
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
-KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
+KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}   # = `ipykernel install`'s kernel.json
 
 
 class BuildError(SourceError):

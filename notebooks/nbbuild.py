@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tools"))
 from cells import SourceError, split_cells  # noqa: E402
 
-KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
+KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}   # = `ipykernel install`'s kernel.json
 KINDS = {"markdown", "code", "export", "include"}
 INCLUDES = {"check_catches": '''
 def check_catches(check):

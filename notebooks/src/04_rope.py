@@ -345,7 +345,8 @@ def as_png(fig) -> bytes:
 
 m_slider = widgets.IntSlider(value=3, min=0, max=64, description="query m")
 n_slider = widgets.IntSlider(value=0, min=0, max=64, description="key n")
-picture = widgets.Image(value=as_png(draw(3, 0)), format="png")
+picture = widgets.Image(value=as_png(draw(3, 0)), format="png",
+                        layout=widgets.Layout(width="720px"))     # shown at its drawn size: 9 in x 80 dpi
 def redraw(change):
     picture.value = as_png(draw(m_slider.value, n_slider.value))
 m_slider.observe(redraw, names="value")

@@ -224,10 +224,13 @@ def distribution_png(temperature, top_k, top_p):
     return png.getvalue()
 
 
-temperature_slider = widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="temperature")
-top_k_slider = widgets.IntSlider(value=0, min=0, max=len(words), description="top-k (0 off)")
-top_p_slider = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1 off)")
-chart = widgets.Image(format="png")
+label = {"description_width": "100px"}                                 # wide enough for "temperature" in full
+temperature_slider = widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="temperature",
+                                         style=label)
+top_k_slider = widgets.IntSlider(value=0, min=0, max=len(words), description="top-k (0 off)", style=label)
+top_p_slider = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1 off)",
+                                   style=label)
+chart = widgets.Image(format="png", layout=widgets.Layout(width="640px"))  # shown at its drawn size: 8 in x 80 dpi
 
 
 def redraw(_change=None):
@@ -237,7 +240,7 @@ def redraw(_change=None):
 for slider in (temperature_slider, top_k_slider, top_p_slider):
     slider.observe(redraw, names="value")                                 # any slider move redraws the chart
 redraw()
-display(widgets.VBox([temperature_slider, top_k_slider, top_p_slider, chart]))
+display(widgets.VBox([temperature_slider, top_k_slider, top_p_slider, chart]), exclude={"text/plain"})  # live widget only
 
 # %% [markdown]
 # **Check: the widget shows what the sampler does.** Moving a slider from code redraws the chart, and the

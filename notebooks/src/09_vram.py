@@ -482,7 +482,7 @@ controls = {"model_name": widgets.Dropdown(options=["2b", "7b"], value="2b", des
             "batch": widgets.IntSlider(value=1, min=1, max=32, description="batch"),
             "attention": widgets.Dropdown(options=["sdpa", "eager"], value="sdpa", description="attention"),
             "all_logits": widgets.Checkbox(value=False, description="all-position logits")}
-chart = widgets.Image(format="png")
+chart = widgets.Image(format="png", layout=widgets.Layout(width="640px"))  # shown at its drawn size: 8 in x 80 dpi
 
 def redraw(_change=None):
     chart.value = stack_png(**{name: control.value for name, control in controls.items()})
