@@ -118,12 +118,17 @@ def explain_error(err: Exception) -> str:
 
 
 def run_body(task: str, body, args, kwargs) -> CheckResult:
+    from .remote import Refused, RemoteError
     limit = time_limit_seconds()
     started = time.perf_counter()
     try:
         with time_limit(limit):
             body(*args, **kwargs)
         passed, message = True, "passed."
+    except Refused as err:                          # a reference import or a forbidden call: zero, and why
+        passed, message = False, str(err)
+    except RemoteError as err:                      # the learner's code raised in their kernel (grading)
+        passed, message = False, f"your code raised {err}{err.where}."
     except NotImplementedError:
         passed, message = False, "not implemented yet: replace `raise NotImplementedError()` with your code."
     except Mismatch as err:
@@ -137,8 +142,9 @@ def run_body(task: str, body, args, kwargs) -> CheckResult:
     return CheckResult(task, passed, message, time.perf_counter() - started)
 
 
-def check(task: str):
-    """Turn `body(learner_fn, ...)`, which raises Mismatch on a wrong answer, into a learner-facing check."""
+def check(task: str, forbid: tuple[tuple[str, str], ...] = ()):
+    """Turn `body(learner_fn, ...)`, which raises Mismatch on a wrong answer, into a learner-facing check.
+    `forbid`: (dotted function, reason) pairs that fail in the learner's kernel while the grader runs it."""
     def decorate(body):
         @functools.wraps(body)
         def checker(*args, **kwargs):
@@ -148,7 +154,7 @@ def check(task: str):
             return result
 
         checker.run = lambda *args, **kwargs: run_body(task, body, args, kwargs)
-        checker.task = task
+        checker.task, checker.forbid = task, tuple(forbid)
         REGISTRY[task] = checker
         return checker
     return decorate
@@ -156,6 +162,7 @@ def check(task: str):
 
 def require_callable(obj, what: str) -> None:
     """A clear message when the learner passes something that is not a function (or class)."""
-    if not callable(obj):
+    from .remote import is_callable
+    if not is_callable(obj):
         raise Mismatch(f"expected your {what} (a function or class), got {type(obj).__name__}; "
                        f"pass the function itself, without calling it.")

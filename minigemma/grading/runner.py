@@ -11,15 +11,24 @@ Not here: reading task results out of a cell (notebook.py), printing the report 
 """
 from __future__ import annotations
 
+import ast
 import asyncio
 import copy
-import os
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import TIME_LIMIT_ENV
+import nbformat
+
+from .core import REGISTRY, TIME_LIMIT_ENV, run_body
 from .notebook import KERNEL_DIED, TIMED_OUT, TaskResult, error_text, graded_tasks, read_result, setup_cells
+from .release import ReleaseError, refused_modules, restored
+from .remote import Channel
+from .sandbox import FLOOD, CappedClient, kernel_env, kernel_manager, kill
+
+PROBE_SOURCE = Path(__file__).with_name("probe.py")
 
 MARGIN = 10.0               # seconds nbclient waits beyond the in-kernel limit before interrupting
 SETUP_TIMEOUT = 180.0       # imports (torch) on a slow, busy machine
@@ -77,8 +86,7 @@ class Settings:
     kernel: str | None = None         # Jupyter kernel name; None: the notebook's own
 
 
-def make_client(nb, path: Path, settings: Settings, replies: dict, started: list):
-    from nbclient import NotebookClient
+def make_client(nb, workdir: Path, settings: Settings, replies: dict, started: list):
     setup = {id(nb.cells[i]) for i in setup_cells(nb)}
 
     def cell_timeout(cell) -> int:
@@ -90,31 +98,86 @@ def make_client(nb, path: Path, settings: Settings, replies: dict, started: list
     def finished(cell, cell_index, execute_reply):
         replies[cell_index] = execute_reply
 
-    kernel_name = settings.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    return NotebookClient(nb, kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=True,
-                          timeout_func=cell_timeout, startup_timeout=int(SETUP_TIMEOUT),
-                          on_cell_execute=starting, on_cell_executed=finished,
-                          error_on_timeout={"ename": TIMED_OUT, "evalue": "cell interrupted", "traceback": []},
-                          extra_arguments=["--log-level=ERROR"],     # no start-up chatter on our stderr
-                          resources={"metadata": {"path": str(path.parent)}})
+    km = kernel_manager(settings.kernel or "python3", workdir)
+    return CappedClient(nb, km=km, allow_errors=True, interrupt_on_timeout=True,
+                        timeout_func=cell_timeout, startup_timeout=int(SETUP_TIMEOUT),
+                        on_cell_execute=starting, on_cell_executed=finished,
+                        error_on_timeout={"ename": TIMED_OUT, "evalue": "cell interrupted", "traceback": []},
+                        extra_arguments=["--log-level=ERROR"],     # no start-up chatter on our stderr
+                        resources={"metadata": {"path": str(workdir)}})
 
 
-async def execute(nb, path: Path, settings: Settings, skip: set[int]):
-    """Run a copy of nb with the cells in `skip` emptied: (executed copy, replies, crashed cell or error text)."""
+class KernelCrash(BaseException):
+    """The kernel died, or ignored an interrupt and was killed, in cell `index`."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.index = index
+
+
+def probe_cell(exercise: str, task_ids: list[str]) -> str:
+    """The first cell: load probe.py into its own module in the kernel and install the guard."""
+    import minigemma
+    names = {name: getattr(minigemma, name).__module__ for name in dir(minigemma)
+             if not name.startswith("_") and hasattr(getattr(minigemma, name), "__module__")}
+    forbidden = sorted({pair for task in task_ids for pair in getattr(REGISTRY.get(task), "forbid", ())})
+    return (f"import types as _t\n_m = _t.ModuleType('minigemma_probe'); _m.__file__ = '<probe>'\n"
+            f"exec(compile({PROBE_SOURCE.read_text()!r}, '<probe>', 'exec'), _m.__dict__)\n"
+            f"_m.install({refused_modules(exercise)!r}, {str(Path(minigemma.__file__).parent)!r}, {forbidden!r}, "
+            f"{names!r})\ndel _t, _m")
+
+
+def grade_call(cell) -> list[str]:
+    """The names a (release) grade cell passes to its check: check_rope(apply_rope) -> ['apply_rope']."""
+    call = ast.parse(cell.source).body[0].value
+    return [arg.id for arg in call.args]
+
+
+async def execute(nb, exercise: str, settings: Settings, skip: set[int]):
+    """Run a copy of nb, cells in `skip` left out, grade cells judged here: (run, replies, results, problem)."""
     from nbclient.exceptions import DeadKernelError
     run = copy.deepcopy(nb)
     for index in skip:
         run.cells[index].source = ""                  # nbclient does not send empty cells to the kernel
-    replies, started = {}, []
-    env = {**os.environ, TIME_LIMIT_ENV: str(settings.time_limit)}
-    try:
-        await make_client(run, path, settings, replies, started).async_execute(env=env)
-    except DeadKernelError:
-        return run, replies, started[-1] if started else "the kernel died on start-up"
-    except Exception as err:                          # the kernel never started, or nbclient gave up
-        lines = str(err).strip().splitlines()
-        return run, replies, f"the kernel stopped: {type(err).__name__}" + (f": {lines[0]}" if lines else "")
-    return run, replies, None
+    replies, started, results = {}, [], {}
+    tasks = {task.cell_index: task for task in graded_tasks(run)}
+    calls = {index: grade_call(run.cells[index]) for index in tasks}   # (nbclient overwrites cells it runs)
+    with tempfile.TemporaryDirectory(prefix="minigemma-grade-") as folder:
+        workdir = Path(folder)
+        client = make_client(run, workdir, settings, replies, started)
+        loop, setup = asyncio.get_running_loop(), set(setup_cells(run))
+
+        async def run_cell(cell, index):
+            limit = (SETUP_TIMEOUT if index in setup or index < 0 else settings.time_limit + settings.margin) + MARGIN
+            try:
+                await asyncio.wait_for(client.async_execute_cell(cell, index, store_history=False), limit)
+            except (asyncio.TimeoutError, DeadKernelError):
+                kill(client.km)                           # it ignored the interrupt, or it is already dead
+                raise KernelCrash(index) from None
+
+        def judge(task, index):
+            def execute_code(code):
+                asyncio.run_coroutine_threadsafe(run_cell(nbformat.v4.new_code_cell(code), index), loop).result()
+            channel = Channel(execute_code, workdir, settings.time_limit)
+            body = REGISTRY[task.task_id].__wrapped__
+            return run_body(task.task_id, lambda: body(*[channel.lookup(n) for n in calls[index]]),
+                            (), {})
+        try:
+            async with client.async_setup_kernel(stdout=subprocess.DEVNULL, env=kernel_env(workdir, {TIME_LIMIT_ENV: str(settings.time_limit)})):
+                await run_cell(nbformat.v4.new_code_cell(probe_cell(exercise, [t.task_id for t in tasks.values()])), -1)
+                for index, cell in enumerate(run.cells):
+                    if index in tasks and index not in skip:
+                        results[index] = await asyncio.to_thread(judge, tasks[index], index)
+                    elif cell.cell_type == "code" and index not in tasks:
+                        await run_cell(cell, index)
+                        if index in getattr(client, "flooded", ()):
+                            replies[index] = {"content": {"status": "error", "ename": FLOOD, "evalue": ""}}
+        except KernelCrash as crash:
+            return run, replies, results, crash.index if crash.index >= 0 else "the kernel died on start-up"
+        except Exception as err:                      # the kernel never started, or nbclient gave up
+            lines = str(err).strip().splitlines()
+            return run, replies, results, f"the kernel stopped: {type(err).__name__}" + (f": {lines[0]}" if lines else "")
+    return run, replies, results, None
 
 
 def setup_problem(nb, replies: dict, settings: Settings) -> str | None:
@@ -138,13 +201,15 @@ async def grade_notebook(path: Path, settings: Settings) -> NotebookReport:
     except ValueError as err:                         # unreadable: reported, and the other notebooks still graded
         report.error, report.unreadable = str(err), True
         return report
-    tasks = graded_tasks(nb)
-    if not tasks:
-        report.error = "no graded tasks (code cells with nbgrader grade metadata) in this notebook"
+    try:
+        nb, exercise = restored(nb, path)             # the release's cells, the learner's solution code
+    except ReleaseError as err:
+        report.error, report.unreadable = str(err), True
         return report
+    tasks = graded_tasks(nb)
     crashed: set[int] = set()
     while True:
-        run, replies, problem = await execute(nb, path, settings, crashed)
+        run, replies, results, problem = await execute(nb, exercise, settings, crashed)
         if not isinstance(problem, int) or len(crashed) == MAX_CRASHES:
             break
         crashed.add(problem)
@@ -153,13 +218,15 @@ async def grade_notebook(path: Path, settings: Settings) -> NotebookReport:
         problem = f"the kernel died {len(crashed)} times; the cells after the last crash did not run"
     replies.update({index: KERNEL_DIED for index in crashed})
     report.error = problem if isinstance(problem, str) else None
-    setup = setup_problem(run, replies, settings)
+    probe = error_text(replies.get(-1), settings.time_limit)
+    setup = f"the grader's probe could not start in the kernel ({probe})" if probe else setup_problem(run, replies, settings)
     if setup:                                         # nothing after a failed set-up means anything
         report.error = setup
         report.tasks = [TaskResult(t.task_id, 0.0, t.points, False, f"not graded: {setup}") for t in tasks]
     else:
         not_run = f"not run: {report.error}" if report.error else "not run"
-        report.tasks = [read_result(task, run, replies, settings.time_limit, not_run) for task in tasks]
+        report.tasks = [read_result(task, results.get(task.cell_index), replies, settings.time_limit, not_run)
+                        for task in tasks]
     report.seconds = time.perf_counter() - started
     return report
 
