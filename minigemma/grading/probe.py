@@ -60,8 +60,12 @@ EXPORTS = {}
 
 
 def package_attribute(name):
-    if name not in EXPORTS:
-        raise AttributeError(name)
+    if name not in EXPORTS:                          # minigemma.rope and the like: an import, guarded
+        import importlib
+        import os
+        if not os.path.exists(os.path.join(sys.modules["minigemma"].__path__[0], name + ".py")):
+            raise AttributeError(name)
+        return importlib.import_module(f"minigemma.{name}")
     return getattr(__import__(EXPORTS[name], fromlist=[name]), name)
 
 
@@ -124,7 +128,7 @@ def encode(value):
         return value.detach().as_subclass(torch.Tensor).clone()
     if type(value) in (list, tuple) and is_data(value):
         return type(value)(encode(v) for v in value)
-    if type(value) is dict and is_data(value):
+    if isinstance(value, dict) and is_data(value):             # OrderedDict (a state_dict) too
         return {k: encode(v) for k, v in value.items()}
     if value is None or type(value) in (bool, int, float, str) or isinstance(value, (torch.dtype, torch.Size)):
         return tuple(value) if isinstance(value, torch.Size) else value

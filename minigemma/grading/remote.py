@@ -10,6 +10,7 @@ Not here: the kernel side (probe.py), running cells (runner.py).
 from __future__ import annotations
 
 import itertools
+import time
 
 import torch
 
@@ -33,16 +34,19 @@ class Channel:
 
     def __init__(self, execute, workdir, time_limit: float):
         self.execute, self.workdir, self.time_limit = execute, workdir, time_limit
-        self.counter, self.seen_refusals = itertools.count(), 0
+        self.counter, self.seen_refusals, self.started = itertools.count(), 0, time.monotonic()
         self.task_refusals: list[str] = []
 
     def start_task(self) -> None:
-        self.task_refusals = []
+        self.task_refusals, self.started = [], time.monotonic()
 
     def request(self, message: dict):
+        remaining = self.time_limit - (time.monotonic() - self.started)
+        if remaining <= 0:                             # the whole check, all its calls together, is time-limited
+            raise TaskTimeout()
         number = next(self.counter)
         request_path, response_path = self.workdir / f".probe-{number}.in", self.workdir / f".probe-{number}.out"
-        torch.save({**marked(message), "time_limit": self.time_limit}, request_path)
+        torch.save({**marked(message), "time_limit": remaining}, request_path)
         self.execute(f"__minigemma_probe__.serve({str(request_path)!r}, {str(response_path)!r})")
         if not response_path.exists():
             raise RemoteError("KernelStopped", "the call did not finish (time limit or crash)", "")

@@ -90,7 +90,8 @@ def make_client(nb, workdir: Path, settings: Settings, replies: dict, started: l
     setup = {id(nb.cells[i]) for i in setup_cells(nb)}
 
     def cell_timeout(cell) -> int:
-        return int(SETUP_TIMEOUT if id(cell) in setup else settings.time_limit + settings.margin)
+        grader_setup = id(cell) in setup or cell.metadata.get("minigemma_probe")
+        return int(SETUP_TIMEOUT if grader_setup else settings.time_limit + settings.margin)
 
     def starting(cell, cell_index):
         started.append(cell_index)
@@ -137,34 +138,41 @@ async def execute(nb, exercise: str, settings: Settings, skip: set[int]):
     """Run a copy of nb, cells in `skip` left out, grade cells judged here: (run, replies, results, problem)."""
     from nbclient.exceptions import DeadKernelError
     run = copy.deepcopy(nb)
+    calls = {task.cell_index: grade_call(nb.cells[task.cell_index]) for task in graded_tasks(nb)}
     for index in skip:
         run.cells[index].source = ""                  # nbclient does not send empty cells to the kernel
     replies, started, results = {}, [], {}
     tasks = {task.cell_index: task for task in graded_tasks(run)}
-    calls = {index: grade_call(run.cells[index]) for index in tasks}   # (nbclient overwrites cells it runs)
     with tempfile.TemporaryDirectory(prefix="minigemma-grade-") as folder:
         workdir = Path(folder)
         client = make_client(run, workdir, settings, replies, started)
         loop, setup = asyncio.get_running_loop(), set(setup_cells(run))
 
         async def run_cell(cell, index):
-            limit = (SETUP_TIMEOUT if index in setup or index < 0 else settings.time_limit + settings.margin) + MARGIN
+            limit = (SETUP_TIMEOUT if index in setup or index < 0 else settings.time_limit + settings.margin) + settings.margin
             try:
                 await asyncio.wait_for(client.async_execute_cell(cell, index, store_history=False), limit)
             except (asyncio.TimeoutError, DeadKernelError):
                 kill(client.km)                           # it ignored the interrupt, or it is already dead
                 raise KernelCrash(index) from None
 
+        current = [0]                                 # the grade cell being judged (for nbclient's bookkeeping)
+
+        def execute_code(code):
+            cell = nbformat.v4.new_code_cell(code)
+            asyncio.run_coroutine_threadsafe(run_cell(cell, current[0]), loop).result()
+        channel = Channel(execute_code, workdir, settings.time_limit)
+
         def judge(task, index):
-            def execute_code(code):
-                asyncio.run_coroutine_threadsafe(run_cell(nbformat.v4.new_code_cell(code), index), loop).result()
-            channel = Channel(execute_code, workdir, settings.time_limit)
+            current[0] = index
+            channel.start_task()
             body = REGISTRY[task.task_id].__wrapped__
-            return run_body(task.task_id, lambda: body(*[channel.lookup(n) for n in calls[index]]),
-                            (), {})
+            return run_body(task.task_id, lambda: body(*[channel.lookup(n) for n in calls[index]]), (), {})
         try:
             async with client.async_setup_kernel(stdout=subprocess.DEVNULL, env=kernel_env(workdir, {TIME_LIMIT_ENV: str(settings.time_limit)})):
-                await run_cell(nbformat.v4.new_code_cell(probe_cell(exercise, [t.task_id for t in tasks.values()])), -1)
+                probe = nbformat.v4.new_code_cell(probe_cell(exercise, [t.task_id for t in tasks.values()]))
+                probe.metadata["minigemma_probe"] = True
+                await run_cell(probe, -1)
                 for index, cell in enumerate(run.cells):
                     if index in tasks and index not in skip:
                         results[index] = await asyncio.to_thread(judge, tasks[index], index)
@@ -231,6 +239,15 @@ async def grade_notebook(path: Path, settings: Settings) -> NotebookReport:
     return report
 
 
+def check_kernel(name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        known = ", ".join(sorted(KernelSpecManager().find_kernel_specs())) or "none"
+        raise ValueError(f"no Jupyter kernel named {name!r} (installed: {known})") from None
+
+
 async def grade_all(paths: list[Path], settings: Settings, jobs: int) -> list[NotebookReport]:
     gate = asyncio.Semaphore(max(1, jobs))
 
@@ -246,6 +263,7 @@ def grade(paths, time_limit: float = 20.0, jobs: int = 1, kernel: str | None = N
     """Grade notebooks (files or folders of them); one report per notebook, in order. A cell still running
     `time_limit + margin` seconds after it started is interrupted (the check's own limit should fire first)."""
     notebooks = [nb for p in paths for nb in find_notebooks(Path(p))]
-    if time_limit <= 0:
-        raise ValueError(f"the time limit must be positive, got {time_limit}")
+    if not 0 < time_limit < float("inf"):
+        raise ValueError(f"the time limit must be a finite positive number of seconds, got {time_limit}")
+    check_kernel(kernel or "python3")
     return asyncio.run(grade_all(notebooks, Settings(time_limit, margin, kernel), jobs))

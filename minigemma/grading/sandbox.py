@@ -76,7 +76,8 @@ def kernel_manager(kernel_name: str, workdir: Path) -> SandboxedKernelManager:
     km = SandboxedKernelManager(kernel_name=kernel_name)
     km.workdir = workdir
     km.connection_file = str(workdir / ".kernel.json")
-    return km
+    km.kernel_spec.interrupt_mode = "message"      # a signal from outside may not cross the sandbox; ipykernel
+    return km                                      # raises KeyboardInterrupt in itself on an interrupt_request
 
 
 class CappedClient(NotebookClient):

@@ -4,7 +4,6 @@ The reference is minigemma.rmsnorm."""
 import random
 
 import torch
-from torch import nn
 import torch.nn.functional as F
 
 from ...rmsnorm import rms_norm as reference_norm
