@@ -56,7 +56,11 @@ def cheats(classmate: Path) -> dict[str, tuple]:
     out["import"] = (nb, {"rope-apply": "refused: import of minigemma.rope", "rope-angles": PASSED})
     nb = solution("04_rope.ipynb")                      # the answer through the package's top level
     set_code(nb, "rope-apply", "import minigemma\napply_rope = minigemma.rope.apply_rope")
-    out["package"] = (nb, {"rope-apply": "refused: import of minigemma.rope", "rope-convert": PASSED})
+    set_code(nb, "rope-angles", "import os\nimport minigemma\n"       # the reference's source, exec'd
+             "exec(open(os.path.join(minigemma.__path__[0], 'rope.py')).read())")
+    read_source = "No such file" if bwrap_works() else "your code cell raised"    # the view hides it
+    out["package"] = (nb, {"rope-apply": "refused: import of minigemma.rope", "rope-angles": read_source,
+                           "rope-convert": PASSED})
     nb = solution("04_rope.ipynb")                      # redefine the check, patch the grader, forge the display
     set_code(nb, "rope-apply", STUB)
     add_cell(nb, "rope-apply", "import sys\nclass Fake:\n    def _repr_mimebundle_(self, **kw):\n"

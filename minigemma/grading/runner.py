@@ -86,7 +86,7 @@ class Settings:
     kernel: str | None = None         # Jupyter kernel name; None: the notebook's own
 
 
-def make_client(nb, workdir: Path, settings: Settings, replies: dict, started: list):
+def make_client(nb, workdir: Path, settings: Settings, replies: dict, started: list, refused: list[str]):
     setup = {id(nb.cells[i]) for i in setup_cells(nb)}
 
     def cell_timeout(cell) -> int:
@@ -99,7 +99,7 @@ def make_client(nb, workdir: Path, settings: Settings, replies: dict, started: l
     def finished(cell, cell_index, execute_reply):
         replies[cell_index] = execute_reply
 
-    km = kernel_manager(settings.kernel or "python3", workdir)
+    km = kernel_manager(settings.kernel or "python3", workdir, refused)
     return CappedClient(nb, km=km, allow_errors=True, interrupt_on_timeout=True,
                         timeout_func=cell_timeout, startup_timeout=int(SETUP_TIMEOUT),
                         on_cell_execute=starting, on_cell_executed=finished,
@@ -145,7 +145,7 @@ async def execute(nb, exercise: str, settings: Settings, skip: set[int]):
     tasks = {task.cell_index: task for task in graded_tasks(run)}
     with tempfile.TemporaryDirectory(prefix="minigemma-grade-") as folder:
         workdir = Path(folder)
-        client = make_client(run, workdir, settings, replies, started)
+        client = make_client(run, workdir, settings, replies, started, refused_modules(exercise))
         loop, setup = asyncio.get_running_loop(), set(setup_cells(run))
 
         async def run_cell(cell, index):

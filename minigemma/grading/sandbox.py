@@ -54,11 +54,24 @@ def kernel_env(workdir: Path, extra: dict) -> dict:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **extra}
 
 
-def wrap_command(command: list[str], workdir: Path) -> list[str]:
+def package_view(refused: list[str]) -> list[str]:
+    """bwrap arguments that show the kernel only the package files it may import: an empty tmpfs over the
+    package, then each allowed file bound read-only. (So the references cannot even be read and exec'd.)"""
+    package = Path(PACKAGE_PARENT) / "minigemma"
+    args = ["--tmpfs", str(package)]
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        if not any(module == r or module.startswith(r + ".") for r in refused):
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def wrap_command(command: list[str], workdir: Path, refused: list[str]) -> list[str]:
     limited = ["prlimit", f"--as={MEMORY_LIMIT}", "--"] + command if shutil.which("prlimit") else command
     if not bwrap_works():
         return limited
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            *package_view(refused),
             "--bind", str(workdir), str(workdir), "--unshare-pid", "--die-with-parent", "--chdir", str(workdir),
             "--clearenv"] + [arg for key, value in kernel_env(workdir, {}).items()
                              for arg in ("--setenv", key, value)] + limited
@@ -67,14 +80,15 @@ def wrap_command(command: list[str], workdir: Path) -> list[str]:
 class SandboxedKernelManager(AsyncKernelManager):
     """The kernel command, wrapped in the sandbox; its connection file inside the submission's folder."""
     workdir: Path = Path("/nonexistent")
+    refused: list[str] = []
 
     def format_kernel_cmd(self, extra_arguments=None):
-        return wrap_command(super().format_kernel_cmd(extra_arguments), self.workdir)
+        return wrap_command(super().format_kernel_cmd(extra_arguments), self.workdir, self.refused)
 
 
-def kernel_manager(kernel_name: str, workdir: Path) -> SandboxedKernelManager:
+def kernel_manager(kernel_name: str, workdir: Path, refused: list[str]) -> SandboxedKernelManager:
     km = SandboxedKernelManager(kernel_name=kernel_name)
-    km.workdir = workdir
+    km.workdir, km.refused = workdir, refused
     km.connection_file = str(workdir / ".kernel.json")
     km.kernel_spec.interrupt_mode = "message"      # a signal from outside may not cross the sandbox; ipykernel
     return km                                      # raises KeyboardInterrupt in itself on an interrupt_request

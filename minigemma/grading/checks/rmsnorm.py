@@ -94,6 +94,7 @@ def check_fold_norm(fold_norm_weight):
     diagnose(F.linear(unit, new_weight), expected, [
         (F.linear(unit, linear_weight * norm_weight[None, :]), NO_PLUS_ONE),
         (F.linear(unit, linear_weight * (1 + norm_weight)[:, None]),
-         "scale the columns (input features) of the linear weight, W * (1 + w)[None, :]; you scaled its rows."),
+         "you scaled the rows (output features) of the linear weight; the norm's scale multiplies each *input* "
+         "feature of x, so which axis of W meets x? (rows or columns)"),
         (F.linear(unit, linear_weight), "the weight came back unchanged.")],
         "linear(rms_norm(x, 0), your weight) differs from linear(rms_norm(x, w), W).", rtol=1e-4, atol=1e-5)
