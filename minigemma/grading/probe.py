@@ -62,10 +62,12 @@ EXPORTS = {}
 def package_attribute(name):
     if name not in EXPORTS:                          # minigemma.rope and the like: an import, guarded
         import importlib
-        import os
-        if not os.path.exists(os.path.join(sys.modules["minigemma"].__path__[0], name + ".py")):
-            raise AttributeError(name)
-        return importlib.import_module(f"minigemma.{name}")
+        try:
+            return importlib.import_module(f"minigemma.{name}")
+        except Refusal:
+            raise
+        except ImportError:
+            raise AttributeError(name) from None
     return getattr(__import__(EXPORTS[name], fromlist=[name]), name)
 
 
