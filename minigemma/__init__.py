@@ -25,8 +25,8 @@ Below them, everything that is not a lesson, one subpackage per capability:
                 (torch.profiler check), vram_cli (the `minigemma vram` command)
     reference/  compare: minigemma against transformers on a real Gemma 1 checkpoint of your own
     grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, release (what is
-                graded), probe (in the learner's kernel) and remote (its grader side), sandbox, and checks/ with
-                one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
+                graded), probe (in the learner's kernel) and remote (its grader side), session (one kernel run),
+                sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
                 sampling, vram)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
