@@ -58,9 +58,9 @@ def cheats(classmate: Path) -> dict[str, tuple]:
     set_code(nb, "rope-apply", "import minigemma\napply_rope = minigemma.rope.apply_rope")
     set_code(nb, "rope-angles", "import os\nimport minigemma\n"       # the reference's source, exec'd
              "exec(open(os.path.join(minigemma.__path__[0], 'rope.py')).read())")
-    read_source = "No such file" if bwrap_works() else "your code cell raised"    # the view hides it
-    out["package"] = (nb, {"rope-apply": "refused: import of minigemma.rope", "rope-angles": read_source,
-                           "rope-convert": PASSED})
+    out["package"] = (nb, {"rope-apply": "refused: import of minigemma.rope", "rope-convert": PASSED})
+    if bwrap_works():                                  # only bubblewrap's view of the package hides the source
+        out["package"][1]["rope-angles"] = "No such file"
     nb = solution("04_rope.ipynb")                      # redefine the check, patch the grader, forge the display
     set_code(nb, "rope-apply", STUB)
     add_cell(nb, "rope-apply", "import sys\nclass Fake:\n    def _repr_mimebundle_(self, **kw):\n"
@@ -86,7 +86,10 @@ def cheats(classmate: Path) -> dict[str, tuple]:
              "        for name in ('expected', 'reference', 'ref'):\n"
              "            if name in f.f_locals:\n                return f.f_locals[name]\n"
              "        f = f.f_back\n    return x")
-    out["frames"] = (nb, {"rope-apply": "equals the input", "rope-angles": PASSED})
+    set_code(nb, "rope-convert", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n"
+             "    pass")                                   # ignores the interrupt: killed, the notebook re-run
+    out["frames"] = (nb, {"rope-apply": "equals the input", "rope-angles": PASSED,
+                          "rope-convert": "ignored the interrupt"})
     nb = solution("04_rope.ipynb")                      # rewrite the grader, overwrite a classmate, read the env
     set_code(nb, "rope-angles", f"open({str(GRADER_FILE)!r}, 'w').write('# pwned')")
     set_code(nb, "rope-convert", f"import os\nleaked = os.environ.get('MINIGEMMA_TEST_SECRET', 'nothing')\n"

@@ -79,8 +79,8 @@ def error_text(reply: dict | None, time_limit: float) -> str | None:
     if content.get("ename") in (TIMED_OUT, "KeyboardInterrupt"):
         return f"did not finish within the time limit ({time_limit:g} s); is there a loop that never ends?"
     if content.get("ename") == "KernelDied":
-        return ("crashed the kernel (os._exit, a crash in native code, or out of memory); the cells after it "
-                "ran in a new kernel.")
+        return ("crashed the kernel or ignored the interrupt (os._exit, a crash in native code, out of memory, or a "
+                "loop that ignores Ctrl-C), so the kernel was stopped; the cells after it ran in a new kernel.")
     if content.get("ename") == "OutputFlood":
         return "printed too much: its output was cut off and the cell stopped."
     if content.get("ename") == "NotImplementedError":

@@ -63,7 +63,7 @@ def package_view(refused: list[str]) -> list[str]:
         module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
         if not any(module == r or module.startswith(r + ".") for r in refused):
             args += ["--ro-bind", str(path), str(path)]
-    return args
+    return args + ["--remount-ro", str(package)]          # the tmpfs itself read-only too
 
 
 def wrap_command(command: list[str], workdir: Path, refused: list[str]) -> list[str]:
