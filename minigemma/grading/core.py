@@ -1,11 +1,13 @@
 """What every check shares: the `@check` decorator, the result it reports, and the per-task time limit.
 
 A check runs the learner's code on fresh random inputs against minigemma's own modules and ends in one of two ways:
-  * passed: it returns a `CheckResult`; displayed in a notebook it shows one line and carries a machine-readable
-    record (MIME type GRADE_MIME) that `minigemma grade` reads;
+  * passed: it returns a `CheckResult`; displayed in a notebook it shows one line (and a record, MIME type
+    GRADE_MIME, for tools; `minigemma grade` does not trust it: it judges each check itself, see session.py);
   * failed: it raises `CheckFailed`, whose message says what is wrong and hints at the fix. Jupyter shows only that
     message (no traceback), and nbgrader, which gives zero to a grade cell that raises, agrees with our grader.
 `check_x.run(...)` gives the `CheckResult` without raising or displaying (the tests use it).
+Interactively the body runs in the learner's kernel; under `minigemma grade` the same body runs in the grader's
+process with the learner's function a `remote.Remote` (its calls run in the kernel), so the messages are the same.
 Time limit: the whole check runs under SIGALRM (`MINIGEMMA_TASK_TIME_LIMIT` seconds, default 20) where the platform
 has it; the grader also interrupts the kernel from outside, so a hang in C code is stopped too.
 Not here: the comparisons themselves (compare.py) or running notebooks (runner.py).
