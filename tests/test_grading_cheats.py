@@ -53,7 +53,9 @@ def cheats(classmate: Path) -> dict[str, tuple]:
     out = {}
     nb = solution("04_rope.ipynb")                      # importing the answer
     set_code(nb, "rope-apply", "from minigemma.rope import apply_rope")
-    out["import"] = (nb, {"rope-apply": "refused: import of minigemma.rope", "rope-angles": PASSED})
+    set_code(nb, "rope-convert", "import os\ndef interleaved_to_half_split(weight, head_dim):\n    os._exit(3)")
+    out["import"] = (nb, {"rope-apply": "refused: import of minigemma.rope", "rope-angles": PASSED,
+                          "rope-convert": "crashed the kernel"})      # inside the check's call: the kernel dies
     nb = solution("04_rope.ipynb")                      # the answer through the package's top level
     set_code(nb, "rope-apply", "import minigemma\napply_rope = minigemma.rope.apply_rope")
     set_code(nb, "rope-angles", "import os\nimport minigemma\n"       # the reference's source, exec'd

@@ -23,7 +23,8 @@ LESSON_MODULES = ["tokenizer", "bpe", "embedding", "rmsnorm", "rope", "attention
 GIVEN = {"07": {"embedding", "rmsnorm", "rope", "attention", "mlp", "block", "model", "kv_cache"},
          "08": {"embedding", "rmsnorm", "rope", "attention", "mlp", "block"}}   # parts these exercises hand out
 ALWAYS_REFUSED = ["transformers", "minigemma.grading.checks", "minigemma.grading.core", "minigemma.grading.compare",
-                  "minigemma.grading.runner", "minigemma.grading.remote", "minigemma.grading.release"]
+                  "minigemma.grading.runner", "minigemma.grading.remote", "minigemma.grading.release",
+                  "minigemma.grading.session", "minigemma.grading.sandbox"]
 
 
 class ReleaseError(ValueError):
