@@ -121,7 +121,8 @@ def build_notebook(source: Path, with_solutions: bool):
             node.metadata["nbgrader"] = nbgrader(grade_id, solution=kind == "solution")
         node["id"] = grade_id
         cells.append(node)
-    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNEL, "language_info": {"name": "python"}})
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNEL, "language_info": {"name": "python"},
+                                                         "minigemma": {"exercise": source.stem}})
     nbformat.validate(nb)
     return nb
 

@@ -24,8 +24,9 @@ Below them, everything that is not a lesson, one subpackage per capability:
     memory/     bytes from the config [09]: inference (the estimate), formats (weight storage formats), measure
                 (torch.profiler check), vram_cli (the `minigemma vram` command)
     reference/  compare: minigemma against transformers on a real Gemma 1 checkpoint of your own
-    grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, and checks/ with
-                one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
+    grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, release (what is
+                graded), probe (in the learner's kernel) and remote (its grader side), session (one kernel run),
+                sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
                 sampling, vram)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """

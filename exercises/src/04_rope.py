@@ -35,8 +35,8 @@ check_rope_angles(rope_angles)
 # ## Task 2 · Rotate (4 points)
 #
 # Write `apply_rope(x, cos, sin)` for `x` of shape `(batch, heads, seq, head_dim)` (float32 or bfloat16) and tables
-# from Task 1. With `x1 = x[..., :half]` and `x2 = x[..., half:]` the result is
-# `cat(x1 * cos - x2 * sin, x2 * cos + x1 * sin)`, computed in float32 and returned in `x`'s dtype.
+# from Task 1. Pair `i` is `(x[..., i], x[..., i + head_dim/2])`: rotate each pair, as a point in the plane, by its
+# angle (a rotation by +angle: work out where the point (1, 0) goes). Compute in float32 and return `x`'s dtype.
 
 # %% solution rope-apply
 def apply_rope(x, cos, sin):

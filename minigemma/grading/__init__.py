@@ -7,9 +7,14 @@ Learners call a check after each task of an exercise notebook (exercises/*.ipynb
 
 Each check runs the learner's function on fresh random inputs against minigemma's own modules, and when the answer
 is wrong compares it with known-wrong variants (interleaved RoPE, norm without +1, exact GELU, ...) to say which
-mistake it is. Instructors grade whole notebooks, each in a fresh kernel:
+mistake it is. Instructors grade whole notebooks, each in a fresh sandboxed kernel:
 
     minigemma grade exercises/solutions/ --json report.json
+
+Grading trusts nothing in the submission but its solution code: the release's cells are restored (release), each
+check is judged in the grader's process while the learner's functions run in the kernel (session, remote, probe),
+the references are not importable there, and the kernel is sandboxed and limited (sandbox). exercises/README.md
+says what is and is not protected.
 
 Modules: core (the check decorator, results, time limit), compare (tensor comparison and diagnosis), checks/*
 (one per exercise), toy_tokenizer, notebook (nbgrader metadata, reading scores), runner (kernels), report.

@@ -1,11 +1,13 @@
 """What every check shares: the `@check` decorator, the result it reports, and the per-task time limit.
 
 A check runs the learner's code on fresh random inputs against minigemma's own modules and ends in one of two ways:
-  * passed: it returns a `CheckResult`; displayed in a notebook it shows one line and carries a machine-readable
-    record (MIME type GRADE_MIME) that `minigemma grade` reads;
+  * passed: it returns a `CheckResult`; displayed in a notebook it shows one line (and a record, MIME type
+    GRADE_MIME, for tools; `minigemma grade` does not trust it: it judges each check itself, see session.py);
   * failed: it raises `CheckFailed`, whose message says what is wrong and hints at the fix. Jupyter shows only that
     message (no traceback), and nbgrader, which gives zero to a grade cell that raises, agrees with our grader.
 `check_x.run(...)` gives the `CheckResult` without raising or displaying (the tests use it).
+Interactively the body runs in the learner's kernel; under `minigemma grade` the same body runs in the grader's
+process with the learner's function a `remote.Remote` (its calls run in the kernel), so the messages are the same.
 Time limit: the whole check runs under SIGALRM (`MINIGEMMA_TASK_TIME_LIMIT` seconds, default 20) where the platform
 has it; the grader also interrupts the kernel from outside, so a hang in C code is stopped too.
 Not here: the comparisons themselves (compare.py) or running notebooks (runner.py).
@@ -118,12 +120,17 @@ def explain_error(err: Exception) -> str:
 
 
 def run_body(task: str, body, args, kwargs) -> CheckResult:
+    from .remote import Refused, RemoteError
     limit = time_limit_seconds()
     started = time.perf_counter()
     try:
         with time_limit(limit):
             body(*args, **kwargs)
         passed, message = True, "passed."
+    except Refused as err:                          # a reference import or a forbidden call: zero, and why
+        passed, message = False, str(err)
+    except RemoteError as err:                      # the learner's code raised in their kernel (grading)
+        passed, message = False, f"your code raised {err}{err.where}."
     except NotImplementedError:
         passed, message = False, "not implemented yet: replace `raise NotImplementedError()` with your code."
     except Mismatch as err:
@@ -137,8 +144,9 @@ def run_body(task: str, body, args, kwargs) -> CheckResult:
     return CheckResult(task, passed, message, time.perf_counter() - started)
 
 
-def check(task: str):
-    """Turn `body(learner_fn, ...)`, which raises Mismatch on a wrong answer, into a learner-facing check."""
+def check(task: str, forbid: tuple[tuple[str, str], ...] = ()):
+    """Turn `body(learner_fn, ...)`, which raises Mismatch on a wrong answer, into a learner-facing check.
+    `forbid`: (dotted function, reason) pairs that fail in the learner's kernel while the grader runs it."""
     def decorate(body):
         @functools.wraps(body)
         def checker(*args, **kwargs):
@@ -148,7 +156,7 @@ def check(task: str):
             return result
 
         checker.run = lambda *args, **kwargs: run_body(task, body, args, kwargs)
-        checker.task = task
+        checker.task, checker.forbid = task, tuple(forbid)
         REGISTRY[task] = checker
         return checker
     return decorate
@@ -156,6 +164,7 @@ def check(task: str):
 
 def require_callable(obj, what: str) -> None:
     """A clear message when the learner passes something that is not a function (or class)."""
-    if not callable(obj):
+    from .remote import is_callable
+    if not is_callable(obj):
         raise Mismatch(f"expected your {what} (a function or class), got {type(obj).__name__}; "
                        f"pass the function itself, without calling it.")

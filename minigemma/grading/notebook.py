@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .core import GRADE_MIME
 
 TIMED_OUT = "TimeLimitExceeded"           # the ename nbclient reports for a cell stopped from outside
 KERNEL_DIED = {"content": {"status": "error", "ename": "KernelDied", "evalue": ""}}   # the reply we record instead
@@ -80,33 +79,28 @@ def error_text(reply: dict | None, time_limit: float) -> str | None:
     if content.get("ename") in (TIMED_OUT, "KeyboardInterrupt"):
         return f"did not finish within the time limit ({time_limit:g} s); is there a loop that never ends?"
     if content.get("ename") == "KernelDied":
-        return ("crashed the kernel (os._exit, a crash in native code, or out of memory); the cells after it "
-                "ran in a new kernel.")
+        return ("crashed the kernel or ignored the interrupt (os._exit, a crash in native code, out of memory, or a "
+                "loop that ignores Ctrl-C), so the kernel was stopped; the cells after it ran in a new kernel.")
+    if content.get("ename") == "OutputFlood":
+        return "printed too much: its output was cut off and the cell stopped."
     if content.get("ename") == "NotImplementedError":
         return "raised NotImplementedError: not implemented yet."
     return f"raised {content.get('ename')}: {content.get('evalue')}".rstrip(": ")
 
 
-def read_result(task: Task, nb, replies: dict[int, dict], time_limit: float, not_run: str) -> TaskResult:
-    cell = nb.cells[task.cell_index]
-
+def read_result(task: Task, judged, replies: dict[int, dict], time_limit: float, not_run: str) -> TaskResult:
+    """The task's score from the grader's own judgement (`judged`, a CheckResult) and the learner's cells' replies."""
     def result(passed: bool, message: str, seconds: float = 0.0) -> TaskResult:
         return TaskResult(task.task_id, task.points if passed else 0.0, task.points, passed, message, seconds)
 
-    for output in cell.get("outputs", []):
-        record = output.get("data", {}).get(GRADE_MIME)
-        if output.get("output_type") == "execute_result" and record and record.get("task") == task.task_id:
-            return result(bool(record.get("passed")), record.get("message", ""), record.get("seconds", 0.0))
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error" and output.get("ename") == "CheckFailed":
-            return result(False, output.get("evalue", "failed."))
+    if judged is not None and (judged.passed or judged.message.startswith("refused")):
+        return result(judged.passed, judged.message, judged.seconds)
     for index in task.code_cells:                     # the learner's cell failed, so the check could not run
         problem = error_text(replies.get(index), time_limit)
         if problem:
             return result(False, f"your code cell {problem}")
-    if task.cell_index not in replies:
+    if task.cell_index in replies and replies[task.cell_index] is KERNEL_DIED:
+        return result(False, f"the check {error_text(KERNEL_DIED, time_limit)}")
+    if judged is None:
         return result(False, not_run)
-    problem = error_text(replies[task.cell_index], time_limit)
-    if problem:
-        return result(False, f"the check {problem}")
-    return result(False, "the check reported no result; restore the grade cell as it was (one call to a check).")
+    return result(False, judged.message, judged.seconds)

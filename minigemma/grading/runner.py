@@ -1,28 +1,22 @@
-"""Running exercise notebooks in fresh kernels and turning them into scores.
+"""Grading exercise notebooks: each submission restored to its release version (release.py), run in a fresh
+sandboxed kernel (session.py), and turned into points per task.
 
-Each notebook runs top to bottom in its own kernel (nbclient) with errors allowed, so one broken task never stops
-the others. Two time limits guard every task: the check itself stops the learner's code after `time_limit` seconds
-(SIGALRM inside the kernel, passed in through MINIGEMMA_TASK_TIME_LIMIT), and nbclient interrupts any cell that
-runs `time_limit + MARGIN` seconds (a hang in C code, or code outside a check) and moves on to the next cell.
-A cell that kills the kernel (os._exit, a segfault, memory) is recorded as such, and the notebook runs again in a
-new kernel without it, so the tasks after it are still graded. Several notebooks may run at once (`jobs`), each in
-its own kernel.
-Not here: reading task results out of a cell (notebook.py), printing the report (report.py).
+A cell that kills the kernel (os._exit, a segfault, memory, or ignoring an interrupt) is recorded as such, and the
+notebook runs again in a new kernel without it, so the tasks after it are still graded. Several notebooks may run
+at once (`jobs`), each in its own kernel. The time limit must be finite and positive; the kernel must exist.
+Not here: a task's score from its results (notebook.py), printing the report (report.py).
 """
 from __future__ import annotations
 
 import asyncio
-import copy
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import TIME_LIMIT_ENV
-from .notebook import KERNEL_DIED, TIMED_OUT, TaskResult, error_text, graded_tasks, read_result, setup_cells
+from .notebook import KERNEL_DIED, TaskResult, error_text, graded_tasks, read_result, setup_cells
+from .release import ReleaseError, restored
+from .session import MARGIN, execute
 
-MARGIN = 10.0               # seconds nbclient waits beyond the in-kernel limit before interrupting
-SETUP_TIMEOUT = 180.0       # imports (torch) on a slow, busy machine
 MAX_CRASHES = 3             # kernel restarts per notebook, each skipping the cell that killed the kernel
 
 
@@ -77,46 +71,6 @@ class Settings:
     kernel: str | None = None         # Jupyter kernel name; None: the notebook's own
 
 
-def make_client(nb, path: Path, settings: Settings, replies: dict, started: list):
-    from nbclient import NotebookClient
-    setup = {id(nb.cells[i]) for i in setup_cells(nb)}
-
-    def cell_timeout(cell) -> int:
-        return int(SETUP_TIMEOUT if id(cell) in setup else settings.time_limit + settings.margin)
-
-    def starting(cell, cell_index):
-        started.append(cell_index)
-
-    def finished(cell, cell_index, execute_reply):
-        replies[cell_index] = execute_reply
-
-    kernel_name = settings.kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    return NotebookClient(nb, kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=True,
-                          timeout_func=cell_timeout, startup_timeout=int(SETUP_TIMEOUT),
-                          on_cell_execute=starting, on_cell_executed=finished,
-                          error_on_timeout={"ename": TIMED_OUT, "evalue": "cell interrupted", "traceback": []},
-                          extra_arguments=["--log-level=ERROR"],     # no start-up chatter on our stderr
-                          resources={"metadata": {"path": str(path.parent)}})
-
-
-async def execute(nb, path: Path, settings: Settings, skip: set[int]):
-    """Run a copy of nb with the cells in `skip` emptied: (executed copy, replies, crashed cell or error text)."""
-    from nbclient.exceptions import DeadKernelError
-    run = copy.deepcopy(nb)
-    for index in skip:
-        run.cells[index].source = ""                  # nbclient does not send empty cells to the kernel
-    replies, started = {}, []
-    env = {**os.environ, TIME_LIMIT_ENV: str(settings.time_limit)}
-    try:
-        await make_client(run, path, settings, replies, started).async_execute(env=env)
-    except DeadKernelError:
-        return run, replies, started[-1] if started else "the kernel died on start-up"
-    except Exception as err:                          # the kernel never started, or nbclient gave up
-        lines = str(err).strip().splitlines()
-        return run, replies, f"the kernel stopped: {type(err).__name__}" + (f": {lines[0]}" if lines else "")
-    return run, replies, None
-
-
 def setup_problem(nb, replies: dict, settings: Settings) -> str | None:
     for index in setup_cells(nb):
         problem = error_text(replies.get(index), settings.time_limit)
@@ -138,13 +92,15 @@ async def grade_notebook(path: Path, settings: Settings) -> NotebookReport:
     except ValueError as err:                         # unreadable: reported, and the other notebooks still graded
         report.error, report.unreadable = str(err), True
         return report
-    tasks = graded_tasks(nb)
-    if not tasks:
-        report.error = "no graded tasks (code cells with nbgrader grade metadata) in this notebook"
+    try:
+        nb, exercise = restored(nb, path)             # the release's cells, the learner's solution code
+    except ReleaseError as err:
+        report.error, report.unreadable = str(err), True
         return report
+    tasks = graded_tasks(nb)
     crashed: set[int] = set()
     while True:
-        run, replies, problem = await execute(nb, path, settings, crashed)
+        run, replies, results, problem = await execute(nb, exercise, settings, crashed)
         if not isinstance(problem, int) or len(crashed) == MAX_CRASHES:
             break
         crashed.add(problem)
@@ -153,15 +109,26 @@ async def grade_notebook(path: Path, settings: Settings) -> NotebookReport:
         problem = f"the kernel died {len(crashed)} times; the cells after the last crash did not run"
     replies.update({index: KERNEL_DIED for index in crashed})
     report.error = problem if isinstance(problem, str) else None
-    setup = setup_problem(run, replies, settings)
+    probe = error_text(replies.get(-1), settings.time_limit)
+    setup = f"the grader's probe could not start in the kernel ({probe})" if probe else setup_problem(run, replies, settings)
     if setup:                                         # nothing after a failed set-up means anything
         report.error = setup
         report.tasks = [TaskResult(t.task_id, 0.0, t.points, False, f"not graded: {setup}") for t in tasks]
     else:
         not_run = f"not run: {report.error}" if report.error else "not run"
-        report.tasks = [read_result(task, run, replies, settings.time_limit, not_run) for task in tasks]
+        report.tasks = [read_result(task, results.get(task.cell_index), replies, settings.time_limit, not_run)
+                        for task in tasks]
     report.seconds = time.perf_counter() - started
     return report
+
+
+def check_kernel(name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        known = ", ".join(sorted(KernelSpecManager().find_kernel_specs())) or "none"
+        raise ValueError(f"no Jupyter kernel named {name!r} (installed: {known})") from None
 
 
 async def grade_all(paths: list[Path], settings: Settings, jobs: int) -> list[NotebookReport]:
@@ -179,6 +146,7 @@ def grade(paths, time_limit: float = 20.0, jobs: int = 1, kernel: str | None = N
     """Grade notebooks (files or folders of them); one report per notebook, in order. A cell still running
     `time_limit + margin` seconds after it started is interrupted (the check's own limit should fire first)."""
     notebooks = [nb for p in paths for nb in find_notebooks(Path(p))]
-    if time_limit <= 0:
-        raise ValueError(f"the time limit must be positive, got {time_limit}")
+    if not 0 < time_limit < float("inf"):
+        raise ValueError(f"the time limit must be a finite positive number of seconds, got {time_limit}")
+    check_kernel(kernel or "python3")
     return asyncio.run(grade_all(notebooks, Settings(time_limit, margin, kernel), jobs))

@@ -9,6 +9,8 @@ from ...gemma3 import sliding_window_mask as reference_window_mask
 from ..compare import diagnose, expect_tensor, fresh_generator, randn
 from ..core import Mismatch, check, require_callable
 
+SDPA = ("torch.nn.functional.scaled_dot_product_attention", "this task asks you to write attention yourself")
+
 
 def expect_mask(out, shape, name):
     out = expect_tensor(out, shape, name=name)
@@ -47,7 +49,7 @@ def eager_variants(q, k, v, mask, scale):
              "your softmax runs over the queries (dim -2); it must run over the keys (dim -1).")]
 
 
-@check("attention-core")
+@check("attention-core", forbid=[SDPA])
 def check_attention(attention):
     require_callable(attention, "attention")
     gen = fresh_generator()
@@ -60,7 +62,7 @@ def check_attention(attention):
              "the attention output differs from softmax(q k^T / sqrt(d) + causal mask) v.", rtol=1e-4, atol=1e-5)
 
 
-@check("attention-gqa")
+@check("attention-gqa", forbid=[SDPA])
 def check_gqa(attention_gqa):
     require_callable(attention_gqa, "attention_gqa")
     gen = fresh_generator()

@@ -4,11 +4,11 @@ The reference is minigemma.rmsnorm."""
 import random
 
 import torch
-from torch import nn
 import torch.nn.functional as F
 
 from ...rmsnorm import rms_norm as reference_norm
 from ..compare import diagnose, expect_tensor, fresh_generator, matches_bf16, randn
+from ..remote import is_module
 from ..core import Mismatch, check, require_callable
 
 EPS = 1e-6
@@ -56,9 +56,9 @@ def check_rmsnorm_module(RMSNorm):
     require_callable(RMSNorm, "RMSNorm class")
     dim = random.choice([16, 32])
     norm = RMSNorm(dim)
-    if not isinstance(norm, nn.Module):
+    if not is_module(norm):
         raise Mismatch("RMSNorm should subclass torch.nn.Module, so its weight is a registered parameter.")
-    weight = dict(norm.named_parameters()).get("weight")
+    weight = dict(norm.state_dict()).get("weight")
     if weight is None:
         raise Mismatch("the module needs an nn.Parameter named `weight` (checkpoints store it under that name).")
     if tuple(weight.shape) != (dim,):
@@ -71,11 +71,12 @@ def check_rmsnorm_module(RMSNorm):
     x = norm_inputs(gen, dim)
     with torch.no_grad():
         diagnose(expect_tensor(norm(x), x.shape, name="RMSNorm(x)"), reference_norm(x, weight, EPS),
-                 norm_variants(x, weight.detach())[1:], "a fresh norm should return x / sqrt(mean(x^2) + eps).",
+                 norm_variants(x, weight)[1:], "a fresh norm should return x / sqrt(mean(x^2) + eps).",
                  rtol=1e-4, atol=1e-6)
-        weight.copy_(randn(dim, gen=gen, scale=0.5))
+        weight = randn(dim, gen=gen, scale=0.5)
+        norm.load_state_dict({"weight": weight})               # as a checkpoint would set it
         diagnose(expect_tensor(norm(x), x.shape, name="RMSNorm(x)"), reference_norm(x, weight, EPS),
-                 norm_variants(x, weight.detach()), "after training (weight != 0) your module's output is wrong.",
+                 norm_variants(x, weight), "after training (weight != 0) your module's output is wrong.",
                  rtol=1e-4, atol=1e-6)
 
 
@@ -93,6 +94,7 @@ def check_fold_norm(fold_norm_weight):
     diagnose(F.linear(unit, new_weight), expected, [
         (F.linear(unit, linear_weight * norm_weight[None, :]), NO_PLUS_ONE),
         (F.linear(unit, linear_weight * (1 + norm_weight)[:, None]),
-         "scale the columns (input features) of the linear weight, W * (1 + w)[None, :]; you scaled its rows."),
+         "you scaled the rows (output features) of the linear weight; the norm's scale multiplies each *input* "
+         "feature of x, so which axis of W meets x? (rows or columns)"),
         (F.linear(unit, linear_weight), "the weight came back unchanged.")],
         "linear(rms_norm(x, 0), your weight) differs from linear(rms_norm(x, w), W).", rtol=1e-4, atol=1e-5)
