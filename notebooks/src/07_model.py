@@ -57,22 +57,24 @@ print("torch", torch.__version__)
 def draw_residual_stream(blocks=2):
     """The residual stream runs straight through; each sub-layer reads a normalised copy and adds to it."""
     fig, ax = plt.subplots(figsize=(9, 3.4))
-    ax.annotate("", xy=(10.6, 1), xytext=(0.2, 1), arrowprops=dict(arrowstyle="-|>", lw=3, color="C0"))
-    ax.text(0.2, 1.25, "residual stream h  (batch, seq, hidden)", color="C0", fontsize=10)
-    x = 1.0
+    ax.annotate("", xy=(12.9, 1), xytext=(0.1, 1), arrowprops=dict(arrowstyle="-|>", lw=3, color="C0"))
+    ax.text(0.1, 1.3, "residual\nstream h", color="C0", fontsize=10)
+    ax.text(0.1, 0.55, "(batch, seq,\nhidden)", color="C0", fontsize=8)
+    x = 2.4
     for block in range(blocks):
-        ax.add_patch(plt.Rectangle((x - 0.3, 0.45), 4.5, 3.3, fill=False, ls="--", ec="gray"))
-        ax.text(x + 1.95, 3.9, f"decoder block {block}", ha="center", color="gray")
+        ax.add_patch(plt.Rectangle((x - 0.4, 0.45), 4.5, 3.3, fill=False, ls="--", ec="gray"))
+        ax.text(x + 1.85, 3.9, f"decoder block {block}", ha="center", color="gray")
         for dx, norm, sub, color in ((0, "RMSNorm₁", "attention", "#cfe2ff"), (2.2, "RMSNorm₂", "GeGLU", "#d1e7dd")):
-            ax.annotate("", xy=(x + dx + 0.4, 1.7), xytext=(x + dx + 0.4, 1.05), arrowprops=dict(arrowstyle="-|>"))
+            ax.annotate("", xy=(x + dx + 0.4, 1.75), xytext=(x + dx + 0.4, 1.05), arrowprops=dict(arrowstyle="-|>"))
             ax.text(x + dx + 0.4, 1.95, norm, ha="center", fontsize=9, bbox=dict(fc="#eeeeee", ec="gray"))
-            ax.text(x + dx + 0.4, 2.85, sub, ha="center", fontsize=9, bbox=dict(fc=color, ec="gray"))
-            ax.annotate("", xy=(x + dx + 1.5, 1.08), xytext=(x + dx + 1.0, 2.8),
+            ax.annotate("", xy=(x + dx + 0.4, 2.75), xytext=(x + dx + 0.4, 2.25), arrowprops=dict(arrowstyle="-|>"))
+            ax.text(x + dx + 0.4, 2.95, sub, ha="center", fontsize=9, bbox=dict(fc=color, ec="gray"))
+            ax.annotate("", xy=(x + dx + 1.5, 1.08), xytext=(x + dx + 1.0, 2.95),
                         arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.3"))
-            ax.text(x + dx + 1.5, 0.72, "+", ha="center", fontsize=14, weight="bold")
+            ax.text(x + dx + 1.5, 0.62, "+", ha="center", fontsize=14, weight="bold")
         x += 4.8
-    ax.text(10.6, 0.55, "→ final RMSNorm → · Eᵀ", ha="right", fontsize=9)
-    ax.set_xlim(0, 11)
+    ax.text(12.2, 1.35, "final RMSNorm,\nthen · Eᵀ", ha="center", fontsize=9)
+    ax.set_xlim(0, 13)
     ax.set_ylim(0.3, 4.2)
     ax.axis("off")
     ax.set_title("pre-norm blocks: the stream is only ever added to")
@@ -418,10 +420,12 @@ for size in ("2b", "7b"):
 #
 # You built **`minigemma/block.py`** and **`minigemma/model.py`**:
 #
-# * `DecoderBlock`: $h + \mathrm{Attn}(\mathrm{RMSNorm}(h))$, then $h + \mathrm{GeGLU}(\mathrm{RMSNorm}(h))$,
-#   equal to `transformers`' `GemmaDecoderLayer`;
-# * `Gemma`: embedding × $\sqrt{D}$, the stack of blocks, the final RMSNorm and logits through the **tied**
-#   embedding matrix; 2,506,172,416 parameters at 2B size and 8,537,680,896 at 7B;
+# * `DecoderBlock`, from its two sub-layers, each checked against the reference's parts: $h + \mathrm{Attn}(
+#   \mathrm{RMSNorm}_1(h))$, then $h + \mathrm{GeGLU}(\mathrm{RMSNorm}_2(h))$, together equal to `transformers`'
+#   `GemmaDecoderLayer`; the residual stream runs through unnormalised;
+# * `Gemma`: first the stack by hand (embedding × $\sqrt{D}$, the blocks, the final RMSNorm, logits through the
+#   **tied** embedding matrix), then the package's class, equal to it bit for bit; 2,506,172,416 parameters at
+#   2B size and 8,537,680,896 at 7B;
 # * loaded from an official-layout checkpoint with `mg.load_model` (`minigemma/weights/checkpoint.py`), its logits equal
 #   `GemmaForCausalLM`'s within float32 rounding, and a per-layer plot that points at the first wrong layer.
 #

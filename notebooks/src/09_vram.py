@@ -295,7 +295,9 @@ for label, nbytes in readings.items():
 #
 # Prefill processes the whole prompt ($S = T$ = context); decode one token ($S = 1$, $T$ = context).
 
-# %% export minigemma.memory.expanded_kv_copy minigemma.memory.forward_phases
+# %% export minigemma.memory.expanded_kv_copy
+
+# %% export minigemma.memory.forward_phases
 
 # %%
 def show_phases(cfg, tokens, attention, last_only=True):
