@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -78,6 +80,9 @@ def cmd_generate(args) -> int:
     find_weights(path)                                         # fail fast, before loading gigabytes of weights:
     tok = find_tokenizer(path, args.tokenizer)                 # a checkpoint and a tokenizer must both be there
     model = load_model(path, dtype=DTYPES[args.dtype] if args.dtype else None)
+    if args.quantize:                                          # weight-only, applied to the finished model
+        from .quant import quantize
+        model = quantize(model, args.quantize)
     ids = tok.chat_prompt(args.prompt) if args.chat else tok.encode(args.prompt)
     print(args.prompt, end="", flush=True)
     show = TextStream(tok)
@@ -122,7 +127,24 @@ def cmd_info(args) -> int:
     print(f"bytes       {info['bytes']:,} ({info['bytes'] / 2**30:.2f} GiB)"
           + ("" if info["kind"] == "hf" else f" in memory as {info['dtype']}"))
     print(f"file bytes  {info['file_bytes']:,} ({info['file_bytes'] / 2**30:.2f} GiB)")
+    if info["kind"] == "gguf":
+        print_stored_formats(Path(args.path))
     return 0
+
+
+def print_stored_formats(path: Path) -> None:
+    """A GGUF's tensors grouped by the block format they are stored in, with a few names of each."""
+    from .weights.checkpoint import find_weights
+    from .weights.gguf.file import quant_type, read_gguf
+    gguf = read_gguf(find_weights(path)[1][0])
+    groups = {}
+    for name, t in gguf.tensors.items():
+        groups.setdefault(quant_type(t).name, []).append(t)
+    print(f"\n{'stored as':10s}{'tensors':>8s}{'parameters':>14s}{'bytes':>14s}{'bits/weight':>13s}  e.g.")
+    for kind, tensors in sorted(groups.items(), key=lambda kv: -sum(t.nbytes for t in kv[1])):
+        params, nbytes = sum(math.prod(t.shape) for t in tensors), sum(t.nbytes for t in tensors)
+        names = ", ".join(sorted({re.sub(r"blk\.\d+\.", "", t.name) for t in tensors})[:3])
+        print(f"{kind:10s}{len(tensors):8d}{params:14,}{nbytes:14,}{8 * nbytes / params:13.2f}  {names}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--dtype", choices=sorted(DTYPES))
+    gen.add_argument("--quantize", choices=("int8", "int4"),
+                     help="quantize the weights after loading (minigemma.quant; int4: groups of 32)")
     gen.add_argument("--chat", action="store_true",
                      help="wrap the prompt in Gemma's chat turn format; for instruction-tuned checkpoints "
                           "(gemma-2b-it, gemma-7b-it): base models, the Gemma 3 270M demo included, never saw it")

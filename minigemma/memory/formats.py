@@ -21,7 +21,7 @@ storage type stores weights in fixed blocks, so its true cost includes the scale
     minigemma's own layouts (minigemma.quant; what it allocates, checked by tests/test_quant_memory.py):
     int8 rows      n int8 + a scale in the compute dtype      n + 2 (bf16)    8 + 16/n          aten int8pack_mm
     int4 g         g/2 B of codes + scale and zero (dtype)    g/2 + 4 (bf16)  4 + 32/g          aten int4pack_mm
-    int8 g         g int8 + an fp32 scale (native GGUF)       g + 4           8 + 32/g          Q5_0/Q8_0/Q6_K
+    int8 g         g int8 + the block's scale (native GGUF)   g + 2 / g + 4   8.5 / 10          Q8_0, Q5_0 / Q6_K
 
 Recipes follow what the tools really do: bitsandbytes and AWQ/GPTQ quantize only the linear layers and keep the
 embedding (Gemma's tied output head too) and the norms in 16 bits; llama.cpp keeps norms in F32, gives the tied
@@ -66,8 +66,8 @@ INT4_G128 = Storage("INT4-g128", 128, 66.5)
 INT8_ROWS = Storage("INT8+row scale", 1, 1, row_bytes=4)
 MG_INT8_BF16 = Storage("mg int8 rows, bf16 scale", 1, 1, row_bytes=2)
 MG_INT4_G32, MG_INT4_G128 = Storage("mg int4 g32, bf16 scale+zero", 32, 20), Storage("mg int4 g128", 128, 68)
-NATIVE_GGUF = {"Q4_K": Storage("mg int4 g32, f32 scale+zero", 32, 24), "Q5_0": Storage("mg int8 g32", 32, 36),
-               "Q8_0": Storage("mg int8 g32", 32, 36), "Q6_K": Storage("mg int8 g16", 16, 20)}   # others: F32
+NATIVE_GGUF = {"Q4_K": Storage("mg int4 g32, f32 scale+zero", 32, 24), "Q5_0": Storage("mg int8 g32, f16", 32, 34),
+               "Q8_0": Storage("mg int8 g32, f16", 32, 34), "Q6_K": Storage("mg int8 g16, f32", 16, 20)}  # else F32
 K_QUANT_FALLBACK = {"Q4_K": Q5_0, "Q5_K": Q5_1, "Q6_K": Q8_0}   # when a row does not split into 256-blocks
 
 
