@@ -41,10 +41,11 @@ def int8_groups(gguf, info, kind: str) -> Int8GroupLinear:
     group = GROUPS[kind]
     codes = torch.empty(cols // group, rows, group, dtype=torch.int8)      # (groups, rows, group)
     scales = torch.empty(cols // group, rows, dtype=EXACT_SCALE_DTYPE[kind])
+    codes_np = codes.numpy()                                              # numpy's strided copy is ~7x faster
     for start in range(0, rows, CHUNK_ROWS):
         stop = min(rows, start + CHUNK_ROWS)
         chunk_codes, chunk_scales = DECODERS[kind](read_rows(gguf, info, start, stop))
-        codes[:, start:stop] = torch.from_numpy(chunk_codes).view(stop - start, -1, group).transpose(0, 1)
+        codes_np[:, start:stop] = chunk_codes.reshape(stop - start, -1, group).transpose(1, 0, 2)
         scales[:, start:stop] = torch.from_numpy(chunk_scales).t()
     return Int8GroupLinear(codes, scales)
 

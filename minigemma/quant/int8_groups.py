@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .int8 import KERNEL_DTYPES
 
 LOOP_MIN_ROWS = 16384          # below this, dequantize-then-matmul costs less than one kernel call per group
+LOOP_MAX_TOKENS = 4            # above this (prefill with all logits), dequantizing once costs less
 
 
 class Int8GroupLinear(nn.Module):
@@ -34,7 +35,10 @@ class Int8GroupLinear(nn.Module):
         return cls(grouped, scales.t().contiguous())
 
     def uses_kernel(self, x: torch.Tensor) -> bool:
-        return self.out_features >= LOOP_MIN_ROWS and x.device.type == "cpu" and x.dtype in KERNEL_DTYPES
+        """The group loop: for big matrices and few tokens (its cost grows with tokens; dequantizing's does not)."""
+        tokens = x.numel() // self.in_features
+        return (self.out_features >= LOOP_MIN_ROWS and tokens <= LOOP_MAX_TOKENS and x.device.type == "cpu"
+                and x.dtype in KERNEL_DTYPES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.uses_kernel(x):
@@ -54,7 +58,8 @@ class Int8GroupLinear(nn.Module):
         return (codes * scales[..., None]).flatten(-2).to(dtype)
 
     def dequantize(self, dtype=torch.float32) -> torch.Tensor:
-        return self.rows(torch.arange(self.out_features, device=self.codes.device), dtype)
+        w = self.codes.float() * self.scales.float()[..., None]      # (groups, rows, group)
+        return w.transpose(0, 1).reshape(self.out_features, self.in_features).to(dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
