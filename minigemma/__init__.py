@@ -28,6 +28,9 @@ Below them, everything that is not a lesson, one subpackage per capability:
                 graded), probe (in the learner's kernel) and remote (its grader side), session (one kernel run),
                 sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
                 sampling, vram)
+    quant/      transforms of a finished model: quantize (transform; int8 and int4 linears over PyTorch's packed
+                kernels, int8_groups, embedding for the tied head), kv_int8 (an int8 KV cache), gguf_blocks and
+                ggml_blocks (GGUF block bytes decoded), gguf_native (a GGUF loaded with its blocks kept)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
 from .config import GemmaConfig
@@ -37,6 +40,8 @@ from .tokenizer import Tokenizer, TokenizerError
 from .generate import generate
 from .weights.checkpoint import load_model
 from .weights.tensor_files import CheckpointError
+from .quant import quantize
 
 __version__ = "0.1.0"
-__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError"]
+__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError",
+           "quantize"]

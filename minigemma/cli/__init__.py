@@ -26,7 +26,8 @@ def add_vram(sub) -> None:
                       help="comma-separated token counts (k = 1024)")
     vram.add_argument("--dtype", default="bf16", choices=vram_cli.FLOAT_FORMATS,
                       help="activations (and KV cache) of quantized formats; float formats use their own")
-    vram.add_argument("--kv-dtype", choices=(*vram_cli.FLOAT_FORMATS, "fp8"), help="KV cache dtype (default: as compute)")
+    vram.add_argument("--kv-dtype", choices=(*vram_cli.FLOAT_FORMATS, "fp8", "int8"),
+                      help="KV cache dtype (default: as compute); int8: minigemma.quant.Int8KVCache")
     vram.add_argument("--batch", type=whole_number(1), default=1, help="sequences decoded together")
     vram.add_argument("--formats", type=vram_cli.weight_formats, default=vram_cli.DEFAULT_FORMATS,
                       help=f"weight formats, from: {', '.join(vram_cli.WEIGHT_FORMATS)}")
