@@ -7,7 +7,7 @@
     print(tok.decode(new_ids))
 
 Modules, in the order the course builds them: config, tokenizer, embedding, rmsnorm, rope, attention, mlp, block,
-model, kv_cache, generate, checkpoint (with tensor_files), cli.
+model, kv_cache, generate, checkpoint (with tensor_files), cli; quant (applied to a finished model).
 """
 from .config import GemmaConfig
 from .model import Gemma
@@ -16,6 +16,8 @@ from .tokenizer import Tokenizer, TokenizerError
 from .generate import generate
 from .weights.checkpoint import load_model
 from .weights.tensor_files import CheckpointError
+from .quant import quantize
 
 __version__ = "0.1.0"
-__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError"]
+__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model",
+           "CheckpointError", "quantize"]

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from . import inference as memory
 from ..config import GemmaConfig
-from .formats import WEIGHT_FORMATS
+from .formats import MEASURED, NOT_RUNNABLE, WEIGHT_FORMATS
 
 COMMAND = "vram"
 HELP = "estimate GPU memory for a Gemma model: weight format x context length"
 PRESETS = {"2b": GemmaConfig.gemma_2b, "7b": GemmaConfig.gemma_7b}
 FLOAT_FORMATS = ("fp32", "bf16", "fp16")          # these run in their own dtype
-DEFAULT_FORMATS = "fp32,bf16,int8,q8_0,q6_k,q5_k_m,q4_k_m,nf4,int4"
+DEFAULT_FORMATS = "fp32,bf16,int8,q8_0,q6_k,q5_k_m,q4_k_m,nf4,int4,mg-int8,mg-int4-g32"
 GiB = memory.GiB
 GPUS = [("8 GiB (RTX 4060, RTX 3070)", 8 * GiB), ("12 GiB (RTX 3060, RTX 4070)", 12 * GiB),
         ("16 GiB (T4, RTX 4080, V100)", 16 * GiB), ("24 GiB (RTX 3090/4090, L4, A10G)", 24 * GiB),
@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--context", default="1024,4096,8192", help="comma-separated token counts (k = 1024)")
     parser.add_argument("--dtype", default="bf16", choices=FLOAT_FORMATS,
                         help="activations (and KV cache) of quantized formats; float formats use their own")
-    parser.add_argument("--kv-dtype", choices=(*FLOAT_FORMATS, "fp8"), help="KV cache dtype (default: as compute)")
+    parser.add_argument("--kv-dtype", choices=(*FLOAT_FORMATS, "fp8", "int8"),
+                        help="KV cache dtype (default: as compute); int8: minigemma.quant.Int8KVCache")
     parser.add_argument("--batch", default="1", help="sequences decoded together")
     parser.add_argument("--formats", default=DEFAULT_FORMATS, help=f"weight formats, from: {', '.join(WEIGHT_FORMATS)}")
     parser.add_argument("--attention", default="sdpa", choices=("sdpa", "eager"))
@@ -123,6 +124,7 @@ def run(args) -> int:
         gpu = smallest_gpu(last.total) or "none listed (over 80 GiB)"
         print("".join(f"{c:>12}" for c in cells) + f"   {gpu}")
         details[fmt] = last
+    print_provenance(opts["formats"])
     show = args.dtype if args.dtype in details else opts["formats"][0]
     print_breakdown(details[show], show, largest)
     return 0
@@ -135,3 +137,13 @@ def print_breakdown(est: memory.Estimate, fmt: str, context: int) -> None:
     width = max(map(len, parts)) + 2
     for label, nbytes in [*parts.items(), ("total", est.total)]:
         print(f"  {label:{width}s}{nbytes:>16,}  = {memory.describe(nbytes)}")
+
+
+def print_provenance(formats: list[str]) -> None:
+    """Which weight figures are allocations minigemma makes (checked by tests) and which are arithmetic only."""
+    measured = [f for f in formats if f in MEASURED]
+    if measured:
+        print(f"\nmeasured: {', '.join(measured)} (minigemma runs these; its weight allocation equals the figure, "
+              "tests/test_quant_memory.py)")
+    for fmt in (f for f in formats if f in NOT_RUNNABLE):
+        print(f"predicted only: {fmt}: {NOT_RUNNABLE[fmt]}")
