@@ -392,8 +392,7 @@ model = load_gguf_model(path).eval()                       # float32, every tens
 tokenizer = mg.Tokenizer(path)
 text = ("The ferry left the harbour an hour late, because the fog had settled over the water before dawn. "
         "Most passengers stayed inside with their coffee, but a girl in a yellow coat stood at the rail and "
-        "counted the buoys as they appeared, one after another, out of the grey. By the time the island came "
-        "into view she had reached forty-one, and the captain, who had been watching her, sounded the horn.")
+        "counted the buoys as they appeared out of the grey.")
 ids = torch.tensor([tokenizer.encode(text)])              # (1, seq)
 print("tokens:", ids.shape[1])
 
@@ -445,15 +444,19 @@ def compare_with_float(model):
     return kl, top1
 
 
+int4_done = {}                                             # sections 6 and 7 round the same weights: once
+
+
 def int4_g32(w):
-    return dequantize_int4_groups(*quantize_int4_groups(w, 32))
+    if w.data_ptr() not in int4_done:
+        int4_done[w.data_ptr()] = dequantize_int4_groups(*quantize_int4_groups(w, 32))
+    return int4_done[w.data_ptr()]
 
 
 quality = {}
 for name, roundtrip, embedding in (("int8 linears", roundtrips["int8 per channel"], False),
                                    ("int8 linears + embedding/head", roundtrips["int8 per channel"], True),
-                                   ("int4 g32 linears", int4_g32, False),
-                                   ("NF4 b64 linears", nf4_roundtrip, False)):
+                                   ("int4 g32 linears", int4_g32, False)):
     with fake_quantized(model, roundtrip, embedding=embedding):
         quality[name] = compare_with_float(model)
     print(f"{name:>30}: mean KL {quality[name][0]:.4f} nats, top-1 agreement {quality[name][1]:.1%}")
@@ -554,12 +557,68 @@ for order in (lambda lo, hi: torch.stack((hi, lo), dim=2), lambda lo, hi: torch.
 # %% [markdown]
 # ## 9. What we just built
 #
-# The GGUF decoders, as `minigemma/quant/ggml_blocks.py` ships them (section 4's hand decoding, for all blocks at
-# once):
+# **The quantizers** in `minigemma/quant/int8.py` and `int4.py`. Two differences from sections 1 and 2, both for
+# PyTorch's packed CPU kernels (`aten._weight_int8pack_mm`, `aten._weight_int4pack_mm_for_cpu`), which read the
+# weights in this form: the scale is rounded to the compute dtype *before* quantizing, and int4's zero point is a
+# float, the weight that the middle code 8 stands for, instead of an integer: $\hat w = (q - 8)\,s + z$.
+
+# %% export minigemma.quant.int8.quantize_int8_rows minigemma.quant.int8.dequantize_int8_rows
+
+# %% export minigemma.quant.int4.quantize_int4_groups minigemma.quant.int4.dequantize_int4_groups
+
+# %% [markdown]
+# The same numbers as ours: int8 bit for bit (float32 scales), int4 within the same half-step bound.
+
+# %%
+from minigemma.quant import int4 as package_int4, int8 as package_int8
+
+q_package, scale_package = package_int8.quantize_int8_rows(up)
+assert torch.equal(q_package, q8) and torch.equal(scale_package, s8.flatten())
+q, scales, zeros = package_int4.quantize_int4_groups(up, 32)                      # (2048, 640), (2048, 20) x 2
+w_package = package_int4.dequantize_int4_groups(q, scales, zeros)
+step = scales.repeat_interleave(32, dim=1)                                        # (2048, 640)
+print(f"int8: identical to section 1. int4: max |error| / step {((w_package - up).abs() / step).max():.4f}, "
+      f"relative error {relative(w_package):.2%} (ours: {relative(int4_g32(up)):.2%})")
+
+# %% [markdown]
+# **The GGUF decoders**, as `minigemma/quant/ggml_blocks.py` ships them (section 4, for all blocks at once):
 
 # %% export minigemma.quant.ggml_blocks.dequantize_q8_0 minigemma.quant.ggml_blocks.q4_k_scales_and_mins minigemma.quant.ggml_blocks.dequantize_q4_k
 
 # %% export minigemma.quant.ggml_blocks.dequantize_q6_k
+
+# %% [markdown]
+# **The transform**, `mg.quantize(model, "int8" | "int4")`: every `nn.Linear` of a finished model is swapped for
+# an `Int8Linear` / `Int4Linear` holding the integers and scales, and (by default) the tied embedding, which is
+# also the output head, for a quantized one. The model classes never know.
+
+# %% export minigemma.quant.transform.quantize
+
+# %% [markdown]
+# Applied to the real 270M in bfloat16, the weights it allocates are exactly what `minigemma.memory` predicts for
+# the format `mg-int8` (the row `minigemma vram` prints), and its next-token distribution stays close to the
+# float32 model's (the int8 kernel runs in bfloat16, so this includes bfloat16's own rounding):
+
+# %%
+from minigemma.memory import inference as memory
+
+
+def allocated_bytes(model):
+    """Bytes of every distinct storage behind the model's parameters and buffers."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for t in [*model.parameters(), *model.buffers()]}
+    return sum(storages.values())
+
+
+float_bytes = allocated_bytes(model)
+predicted_float = sum(memory.weight_bytes(model.config, "fp32").values())
+mg.quantize(model.to(torch.bfloat16), "int8")              # in place: the float32 model is gone after this
+measured, predicted = allocated_bytes(model), sum(memory.weight_bytes(model.config, "mg-int8").values())
+print(f"float32: {float_bytes:,} bytes allocated, {predicted_float:,} predicted")
+print(f"mg-int8: {measured:,} bytes allocated, {predicted:,} predicted  ({float_bytes / measured:.2f}x smaller)")
+assert measured == predicted and float_bytes == predicted_float
+kl, top1 = compare_with_float(model)
+print(f"mg.quantize(model, 'int8') in bfloat16: mean KL {kl:.4f} nats, top-1 agreement {top1:.1%}")
 
 # %% [markdown]
 # ## Summary
@@ -574,5 +633,7 @@ for order in (lambda lo, hi: torch.stack((hi, lo), dim=2), lambda lo, hi: torch.
 # * **Measured on the real 270M**: int8 leaves the next-token distribution almost unchanged; int4 by rounding
 #   costs far more; `v_proj`, `up_proj` and `down_proj`-type projections are the sensitive ones (section 7 shows
 #   the order measured here).
-# * **Package module produced**: `minigemma/quant/ggml_blocks.py`. Next: `exercises/11_quantization.ipynb`
-#   (absmax int8, a Q8_0 and a Q4_K decoder, graded).
+# * **In the package**: `minigemma/quant/ggml_blocks.py` (the GGUF block decoders), `minigemma/quant/int8.py`
+#   and `int4.py` (the quantizers, over PyTorch's packed kernels), `mg.quantize` (the transform); its weights
+#   take exactly the bytes `minigemma vram` predicts for `mg-int8`.
+# * Next: `exercises/11_quantization.ipynb`: absmax int8, a Q8_0 and a Q4_K decoder, graded.
