@@ -27,8 +27,9 @@ Below them, everything that is not a lesson, one subpackage per capability:
     grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, and checks/ with
                 one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
                 sampling, vram)
-    quant/      applied to a finished model [11]: mg.quantize (int8 rows, int4 groups, a quantized tied
-                embedding), an int8 KV cache, ggml_blocks (GGUF's Q8_0 / Q5_0 / Q4_K / Q6_K decoded from bytes)
+    quant/      applied to a finished model [11]: transform (mg.quantize), int8 (rows), int4 (groups), embedding
+                (the quantized tied embedding), kv_int8 (an int8 KV cache), ggml_blocks (GGUF's Q8_0 / Q5_0 /
+                Q4_K / Q6_K blocks decoded from their bytes)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
 from .config import GemmaConfig
