@@ -43,5 +43,5 @@ from .weights.tensor_files import CheckpointError
 from .quant import quantize
 
 __version__ = "0.1.0"
-__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError",
-           "quantize"]
+__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model",
+           "CheckpointError", "quantize"]

@@ -10,7 +10,7 @@ from minigemma.memory.formats import MEASURED, NOT_RUNNABLE, WEIGHT_FORMATS
 from minigemma.quant import Int8KVCache, use_int8_kv_cache
 
 CONFIGS = {"gemma1": mg.GemmaConfig.tiny(vocab_size=256, intermediate_size=384),
-           "gemma3": mg.GemmaConfig.tiny(vocab_size=256, qk_norm=True, sandwich_norms=True, num_kv_heads=2,
+           "gemma3": mg.Gemma3Config.tiny(vocab_size=256, num_kv_heads=2, num_layers=2,
                                          head_dim=32, layer_types=("local", "global"), sliding_window=8)}
 RUNS = {"fp32": (torch.float32, None), "bf16": (torch.bfloat16, None), "fp16": (torch.float16, None),
         "mg-int8": (torch.bfloat16, dict(scheme="int8")),
@@ -27,7 +27,7 @@ def allocated_bytes(model) -> int:
 
 def built(config, fmt):
     dtype, options = RUNS[fmt]
-    model = mg.Gemma(config).to(dtype)
+    model = (mg.Gemma3 if isinstance(config, mg.Gemma3Config) else mg.Gemma)(config).to(dtype)
     return mg.quantize(model, **options) if options else model
 
 
@@ -64,7 +64,7 @@ def test_int8_kv_cache_error_is_half_a_step_and_logits_barely_move():
     k_out, v_out = cache.update(0, k, v)
     step = k.abs().amax(-1, keepdim=True) / 127                     # per position and head
     assert ((k_out - k).abs() <= step / 2 + 1e-7).all() and (v_out - v).abs().max() > 0
-    model = mg.Gemma(config).eval()
+    model = mg.Gemma3(config).eval()
     ids = torch.randint(0, 256, (1, 12))
     with torch.no_grad():
         reference = torch.stack([model(ids[:, :n])[:, -1] for n in (10, 11, 12)], 1)   # no cache
