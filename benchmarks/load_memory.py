@@ -49,7 +49,7 @@ def write_checkpoint(directory: Path, config, dtype=torch.bfloat16) -> int:
     hf_config.dtype = str(dtype).removeprefix("torch.")
     hf_config.save_pretrained(directory)
     shapes = hf_shapes(config)
-    itemsize = torch.empty(0, dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     header, offset = {"__metadata__": {"format": "pt"}}, 0
     for name, shape in shapes.items():
         size = math.prod(shape) * itemsize

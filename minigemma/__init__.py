@@ -11,10 +11,11 @@ model, kv_cache, generate, checkpoint (with tensor_files), cli.
 """
 from .config import GemmaConfig
 from .model import Gemma
+from .gemma3 import Gemma3, Gemma3Config
 from .tokenizer import Tokenizer, TokenizerError
 from .generate import generate
 from .weights.checkpoint import load_model
 from .weights.tensor_files import CheckpointError
 
 __version__ = "0.1.0"
-__all__ = ["GemmaConfig", "Gemma", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError"]
+__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError"]

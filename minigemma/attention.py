@@ -4,14 +4,13 @@
 sharing a single KV head (MQA); anything in between is GQA. Query head i reads KV head i // (num_heads/num_kv_heads).
 The shared K/V are *broadcast* to their group of query heads, never copied. Scores are
 softmax(float32(q k^T * scale + mask)), rounded back to the compute dtype before multiplying V.
-Gemma 3 adds RMSNorm on each q/k head (QK-norm) and a sliding window on "local" layers; both are off for Gemma 1.
-Not here: dropout (Gemma uses none at inference) or padding masks for ragged batches.
+Not here: dropout (Gemma uses none at inference), padding masks for ragged batches, and Gemma 3's QK-norm and
+sliding window (gemma3.py extends `Attention.project` and the mask).
 """
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .rmsnorm import RMSNorm
 from .rope import apply_rope
 
 
@@ -67,20 +66,21 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d, config.num_kv_heads * hd, bias=False)
         self.v_proj = nn.Linear(d, config.num_kv_heads * hd, bias=False)
         self.o_proj = nn.Linear(config.num_heads * hd, d, bias=False)
-        self.q_norm = RMSNorm(hd, config.rms_norm_eps) if config.qk_norm else None
-        self.k_norm = RMSNorm(hd, config.rms_norm_eps) if config.qk_norm else None
 
     def split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         batch, seq, _ = x.shape
         return x.view(batch, seq, heads, self.head_dim).transpose(1, 2)   # (batch, heads, seq, head_dim)
 
+    def project(self, x):
+        """x (batch, seq, hidden) -> q (batch, heads, seq, head_dim), k and v (batch, kv_heads, seq, head_dim)."""
+        q = self.split_heads(self.q_proj(x), self.num_heads)
+        k = self.split_heads(self.k_proj(x), self.num_kv_heads)
+        v = self.split_heads(self.v_proj(x), self.num_kv_heads)
+        return q, k, v
+
     def forward(self, x, rope, mask, cache=None, layer: int = 0):
         """x (batch, seq, hidden); rope = (cos, sin) for these positions; mask (seq, k_len) bool."""
-        q = self.split_heads(self.q_proj(x), self.num_heads)           # (batch, heads, seq, head_dim)
-        k = self.split_heads(self.k_proj(x), self.num_kv_heads)        # (batch, kv_heads, seq, head_dim)
-        v = self.split_heads(self.v_proj(x), self.num_kv_heads)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = self.project(x)
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)                           # (batch, kv_heads, k_len, head_dim)

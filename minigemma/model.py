@@ -5,7 +5,7 @@
     logits = rmsnorm(h) @ E.T        (the output head *is* the embedding matrix: no separate lm_head)
 
 RoPE tables and the causal mask are built once per forward pass and shared by all layers.
-Not here: loading weights (checkpoint.py), sampling (generate.py), training.
+Not here: loading weights (weights/), sampling (generate.py), Gemma 3's per-layer tables and masks (gemma3.py).
 """
 import torch
 from torch import nn
@@ -20,11 +20,13 @@ from .rope import rope_angles
 
 
 class Gemma(nn.Module):
+    block_class = DecoderBlock
+
     def __init__(self, config: GemmaConfig):
         super().__init__()
         self.config = config
         self.embed = Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderBlock(config, i) for i in range(config.num_layers))
+        self.layers = nn.ModuleList(self.block_class(config, i) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     @property
@@ -61,14 +63,10 @@ class Gemma(nn.Module):
             raise ValueError(f"sequence of {total} tokens exceeds the context of {self.config.max_seq_len}")
 
     def rope_and_masks(self, positions, k_positions):
-        """cos/sin tables and boolean masks for global and (Gemma 3) local layers."""
-        cfg = self.config
-        tables = {"global": rope_angles(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling_factor)}
-        masks = {"global": causal_mask(positions, k_positions)}
-        if cfg.layer_types is not None:
-            tables["local"] = rope_angles(positions, cfg.head_dim, cfg.rope_local_theta)
-            masks["local"] = causal_mask(positions, k_positions, cfg.sliding_window)
-        return tables, masks
+        """One (cos/sin table, causal mask) pair per layer; in Gemma 1 every layer shares the same pair."""
+        shared = (rope_angles(positions, self.config.head_dim, self.config.rope_theta),
+                  causal_mask(positions, k_positions))
+        return [shared] * self.config.num_layers
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False,
                 return_hidden: bool = False):
@@ -82,13 +80,12 @@ class Gemma(nn.Module):
         positions = positions_for(cache, seq_len, input_ids.device)
         k_len = seq_len + (cache.length if cache is not None else 0)
         k_positions = torch.arange(k_len, device=input_ids.device)   # every key the new tokens may see
-        tables, masks = self.rope_and_masks(positions, k_positions)
+        layer_inputs = self.rope_and_masks(positions, k_positions)      # [(rope, mask)] per layer
 
         h = self.embed(input_ids)                                     # (batch, seq, hidden)
         hidden = [h] if return_hidden else None                      # kept only when asked: L+1 activations
-        for block in self.layers:
-            kind = "local" if block.is_local else "global"
-            h = block(h, tables[kind], masks[kind], cache)
+        for block, (rope, mask) in zip(self.layers, layer_inputs):
+            h = block(h, rope, mask, cache)
             if hidden is not None:
                 hidden.append(h)
         if cache is not None:

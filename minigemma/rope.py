@@ -9,12 +9,11 @@ Not here: the interleaved (even, odd) pairing used by some other models; it is w
 import torch
 
 
-def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0,
-                scaling_factor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables of shape (seq, head_dim // 2), float32, for integer `positions` (seq,)."""
+def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (seq, head_dim // 2), float32, for token `positions` (seq,)."""
     exponents = torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim
     inv_freq = 1.0 / (theta ** exponents)                             # (head_dim // 2,)
-    angles = (positions.float() / scaling_factor)[:, None] * inv_freq[None, :]   # (seq, head_dim // 2)
+    angles = positions.float()[:, None] * inv_freq[None, :]         # (seq, head_dim // 2)
     return angles.cos(), angles.sin()
 
 

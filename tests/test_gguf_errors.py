@@ -21,12 +21,11 @@ MIXED = "Hello  world\n\n\ttabs, 12345, café naïve, 東京 北京, 🙂 <start
 TO_GGUF = {module: name for name, module in GGUF_NAMES.items()}
 
 
-def tiny_gemma3(vocab_size: int) -> mg.GemmaConfig:
+def tiny_gemma3(vocab_size: int) -> mg.Gemma3Config:
     """Six layers, so llama.cpp's fixed pattern (every 6th layer global) has one global layer."""
     layer_types = tuple("global" if (i + 1) % 6 == 0 else "local" for i in range(6))
-    return mg.GemmaConfig.tiny(vocab_size=vocab_size, num_layers=6, qk_norm=True, sandwich_norms=True,
-                               sliding_window=5, layer_types=layer_types, rope_theta=1_000_000.0,
-                               query_pre_attn_scalar=16)
+    return mg.Gemma3Config.tiny(vocab_size=vocab_size, num_layers=6, sliding_window=5, layer_types=layer_types,
+                                rope_theta=1_000_000.0, query_pre_attn_scalar=16)
 
 
 def gguf_name(name: str) -> str:
@@ -88,7 +87,7 @@ def tiny(tmp_path_factory):
     """(minigemma model, its GGUF path, the tokenizer it was written with)."""
     folder = tmp_path_factory.mktemp("tiny-gguf")
     tokenizer = mg.Tokenizer(train_tokenizer(folder))
-    model = randomize_(mg.Gemma(tiny_gemma3(tokenizer.vocab_size)), seed=5).eval()
+    model = randomize_(mg.Gemma3(tiny_gemma3(tokenizer.vocab_size)), seed=5).eval()
     return model, write_gguf(model, folder / "tiny.gguf", tokenizer.sp), tokenizer
 
 
@@ -195,7 +194,7 @@ def test_unknown_quantization_type_is_named(tiny, tmp_path):
 
 def test_wrong_shape_and_missing_tensor(tiny, tmp_path):
     model, _, tokenizer = tiny
-    narrow = mg.Gemma(tiny_gemma3(tokenizer.vocab_size).replace(intermediate_size=128))
+    narrow = mg.Gemma3(tiny_gemma3(tokenizer.vocab_size).replace(intermediate_size=128))
     path = write_gguf(narrow, tmp_path / "narrow.gguf", tokenizer.sp)
     assert load_gguf_model(path).config.intermediate_size == 128        # the metadata decides the shapes...
     bad = tmp_path / "mismatch.gguf"

@@ -172,7 +172,7 @@ def test_q4_k_m_recipe_reproduces_the_real_gemma3_gguf():
     if path is None:
         pytest.skip("the Gemma 3 270M GGUF package is not installed (pip install 'minigemma[gguf]')")
     in_file = {minigemma_name(name): info.nbytes for name, info in read_gguf(path).tensors.items()}
-    assert memory.tensor_bytes(mg.GemmaConfig.gemma3_270m(), "q4_k_m") == in_file    # sizes from gguf-py's table
+    assert memory.tensor_bytes(mg.Gemma3Config.gemma3_270m(), "q4_k_m") == in_file    # sizes from gguf-py's table
 
 
 def test_every_format_is_smaller_than_bf16_and_fp32_is_twice_bf16():

@@ -42,12 +42,12 @@ check_parameter_count(count_parameters)
 #
 # Write `kv_cache_bytes(config, batch_size, seq_len, dtype)` returning the bytes a KV cache needs for `batch_size`
 # sequences of `seq_len` positions: keys and values, in every layer, for every KV head. `dtype` is a torch dtype;
-# `torch.empty(0, dtype=dtype).element_size()` gives its bytes per number.
+# `dtype.itemsize` gives its bytes per number.
 
 # %% solution vram-kv-bytes
 def kv_cache_bytes(config, batch_size, seq_len, dtype):
     ### BEGIN SOLUTION
-    per_number = torch.empty(0, dtype=dtype).element_size()
+    per_number = dtype.itemsize
     numbers = 2 * config.num_layers * batch_size * config.num_kv_heads * seq_len * config.head_dim
     return numbers * per_number
     ### END SOLUTION
@@ -65,7 +65,7 @@ check_kv_cache_bytes(kv_cache_bytes)
 # %% solution vram-context
 def max_context(config, memory_bytes, batch_size, dtype):
     ### BEGIN SOLUTION
-    weights = count_parameters(config) * torch.empty(0, dtype=dtype).element_size()
+    weights = count_parameters(config) * dtype.itemsize
     per_position = kv_cache_bytes(config, batch_size, 1, dtype)
     free = memory_bytes - weights
     if free <= 0:

@@ -16,11 +16,13 @@ float32 K/V copies of a bfloat16 decode step on the CPU (attention.attend_sdpa; 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 
 from ..config import GemmaConfig
+from ..gemma3 import Gemma3Config, model_class
 from .formats import Tensor, storage_for
 
 GiB, GB = 2**30, 10**9
@@ -31,7 +33,7 @@ CUDA_CONTEXT_BYTES = GiB // 2   # assumption: CUDA context + loaded kernels; nvi
 def dtype_bytes(dtype) -> int:
     """Bytes per element of 'bf16' / 'fp32' / ... or of a torch.dtype."""
     if isinstance(dtype, torch.dtype):
-        return torch.empty(0, dtype=dtype).element_size()
+        return dtype.itemsize
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
     return DTYPE_BYTES[dtype]
@@ -42,26 +44,30 @@ def describe(nbytes: int) -> str:
 
 
 def weight_tensors(config: GemmaConfig) -> list[Tensor]:
-    """Every weight tensor of the model, named as in minigemma's state_dict, with its shape from the config."""
-    d, f, hd = config.hidden_size, config.intermediate_size, config.head_dim
-    q_rows, kv_rows = config.num_heads * hd, config.num_kv_heads * hd
-    tensors = [Tensor("embed.weight", "embedding", (config.vocab_size, d))]
-    for i in range(config.num_layers):
-        p = f"layers.{i}."
-        tensors += [Tensor(p + "attn_norm.weight", "norms", (d,), i),
-                    Tensor(p + "attn.q_proj.weight", "attention", (q_rows, d), i),
-                    Tensor(p + "attn.k_proj.weight", "attention", (kv_rows, d), i),
-                    Tensor(p + "attn.v_proj.weight", "attention", (kv_rows, d), i),
-                    Tensor(p + "attn.o_proj.weight", "attention", (d, q_rows), i),
-                    Tensor(p + "mlp_norm.weight", "norms", (d,), i),
-                    Tensor(p + "mlp.gate_proj.weight", "mlp", (f, d), i),
-                    Tensor(p + "mlp.up_proj.weight", "mlp", (f, d), i),
-                    Tensor(p + "mlp.down_proj.weight", "mlp", (d, f), i)]
-        if config.qk_norm:
-            tensors += [Tensor(p + f"attn.{n}_norm.weight", "norms", (hd,), i) for n in "qk"]
-        if config.sandwich_norms:
-            tensors += [Tensor(p + f"{n}.weight", "norms", (d,), i) for n in ("post_attn_norm", "post_mlp_norm")]
-    return tensors + [Tensor("norm.weight", "norms", (d,))]
+    """Every weight tensor of the model, named as in minigemma's state_dict, with its shape: read off the model
+    itself, built on the meta device (no memory), so this list cannot drift from the code."""
+    with torch.device("meta"):
+        model = model_class(config)(config)
+    return [Tensor(name, weight_group(name), tuple(p.shape), layer_of(name)) for name, p in model.named_parameters()]
+
+
+def weight_group(name: str) -> str:
+    """'embedding', 'norms', 'attention' or 'mlp': the rows of the VRAM table."""
+    if name == "embed.weight":
+        return "embedding"
+    if name.endswith("norm.weight"):
+        return "norms"
+    return "attention" if ".attn." in name else "mlp"
+
+
+def layer_of(name: str) -> int | None:
+    match = re.match(r"layers\.(\d+)\.", name)
+    return int(match.group(1)) if match else None
+
+
+def parameter_count(config: GemmaConfig) -> int:
+    """Parameters of the model (the tied head counted once): 2,506,172,416 for 2B, 8,537,680,896 for 7B."""
+    return sum(t.numel for t in weight_tensors(config))
 
 
 def tensor_bytes(config: GemmaConfig, fmt: str = "bf16") -> dict[str, int]:
@@ -92,7 +98,7 @@ def forward_phases(config: GemmaConfig, new_tokens: int, batch: int = 1, dtype="
     D, F, V, H, KV, hd = (config.hidden_size, config.intermediate_size, config.vocab_size, config.num_heads,
                           config.num_kv_heads, config.head_dim)
     f32_copy = 4 if b < 4 else 0          # .float() copies a bf16 tensor; on a float32 tensor it is a no-op
-    kinds = 2 if config.layer_types else 1                           # Gemma 3: global and local tables/masks
+    kinds = 2 if isinstance(config, Gemma3Config) else 1             # Gemma 3: global and local tables/masks
     fixed = {"positions (int64)": 8 * (S + T), "RoPE cos/sin (fp32)": kinds * 4 * S * hd,
              "causal mask (bool)": kinds * S * T}
     x, q, k = B * S * D * b, B * H * S * hd * b, B * KV * S * hd * b   # bytes of (B,S,D), (B,H,S,hd), (B,KV,S,hd)
@@ -118,7 +124,7 @@ def forward_phases(config: GemmaConfig, new_tokens: int, batch: int = 1, dtype="
                       "fp32 temporaries": B * KV * S * hd * (8 + f32_copy)},
         **attend,
         "attention output": {**in_attention, "heads output + transposed copy": 2 * q, "o_proj output": x},
-        "MLP": {**fixed, "block input": x, "after attention": x, "attention output": x, "normed input": x,
+        "MLP": {**fixed, "block input": x, "after attention": x, "normed input": x,
                 "gate, GELU(gate), up, product (3 alive)": 3 * B * S * F * b},
         "logits": {**fixed, "final hidden": x, "final norm": logit_rows * D * b, "logits": logit_rows * V * b},
     }

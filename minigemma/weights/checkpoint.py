@@ -17,7 +17,9 @@ import torch
 from .layouts import (config_from_hf, config_from_shapes, gemma_pytorch_to_hf,  # noqa: F401
                                  hf_to_minigemma_name)
 from ..config import GemmaConfig
+from ..gemma3 import Gemma3Config
 from ..model import Gemma
+from .assemble import assemble_model
 from .tensor_files import CheckpointError, iter_safetensors, load_pickle_checkpoint
 
 WEIGHT_SUFFIXES = {".gguf": "gguf", ".safetensors": "hf", ".ckpt": "ckpt", ".pt": "ckpt", ".pth": "ckpt",
@@ -106,28 +108,19 @@ def load_model(path, dtype: torch.dtype | None = None, device="cpu") -> Gemma:
         from .gguf.model import load_gguf_model
         return load_gguf_model(files[0], dtype=dtype, device=device)
     config, tensors = read_checkpoint(path)
-    with torch.device("meta"):
-        model = Gemma(config)
-    expected = {name: p.shape for name, p in model.state_dict().items()}
-    state, lm_head = {}, None
-    for hf_name, tensor in tensors:
-        name = hf_to_minigemma_name(hf_name, config.is_gemma3)
-        if name is None:
-            lm_head = tensor
-            continue
-        if name not in expected:
-            raise CheckpointError(f"{path}: unexpected tensor {hf_name} (shape {tuple(tensor.shape)})")
-        if tensor.shape != expected[name]:
-            raise CheckpointError(f"{path}: tensor {hf_name} has shape {tuple(tensor.shape)}, but the config "
-                                  f"expects {tuple(expected[name])}")
-        state[name] = tensor if dtype is None else tensor.to(dtype)
-    missing = sorted(set(expected) - set(state))
-    if missing:
-        raise CheckpointError(f"{path}: {len(missing)} tensors missing from the checkpoint, e.g. {missing[:3]} "
-                              "(minigemma names)")
-    check_tied_head(path, lm_head, state["embed.weight"])
-    target = dtype or state["embed.weight"].dtype                      # one dtype for every tensor
-    for name in state:
-        state[name] = state[name].to(target)
-    model.load_state_dict(state, assign=True)
-    return model.to(device).eval()
+    gemma3 = isinstance(config, Gemma3Config)
+    found = {"lm_head": None, "embedding": None}
+
+    def entries():
+        for hf_name, tensor in tensors:
+            name = hf_to_minigemma_name(hf_name, gemma3)
+            if name is None:                                           # the output head: tied, checked below
+                found["lm_head"] = tensor
+                continue
+            if name == "embed.weight":
+                found["embedding"] = tensor
+            yield hf_name, name, tensor.shape, lambda tensor=tensor: tensor
+
+    model = assemble_model(path, config, entries(), dtype, device)
+    check_tied_head(path, found["lm_head"], found["embedding"])
+    return model

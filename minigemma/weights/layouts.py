@@ -14,6 +14,7 @@ import re
 import torch
 
 from ..config import GemmaConfig
+from ..gemma3 import Gemma3Config
 
 SUPPORTED_MODEL_TYPES = ("gemma", "gemma3_text", "gemma3")
 
@@ -47,7 +48,7 @@ def hf_to_minigemma_name(name: str, gemma3: bool) -> str | None:
 
 
 def config_from_hf(hf: dict) -> GemmaConfig:
-    """Translate a Hugging Face config.json (model_type gemma or gemma3_text) into a GemmaConfig."""
+    """Translate a Hugging Face config.json into a GemmaConfig (model_type gemma) or a Gemma3Config (gemma3)."""
     text = hf.get("text_config", hf)
     model_type = text.get("model_type", hf.get("model_type", "gemma"))
     if model_type not in SUPPORTED_MODEL_TYPES:
@@ -66,12 +67,13 @@ def config_from_hf(hf: dict) -> GemmaConfig:
             "full_attention" if (i + 1) % text.get("sliding_window_pattern", 6) == 0 else "sliding_attention"
             for i in range(text["num_hidden_layers"])]
         scaling = text.get("rope_scaling") or global_rope
-        fields.update(qk_norm=True, sandwich_norms=True, sliding_window=text.get("sliding_window"),
+        fields.update(sliding_window=text.get("sliding_window"),
                       layer_types=tuple("global" if t == "full_attention" else "local" for t in types),
                       rope_local_theta=float(text.get("rope_local_base_freq", local_rope.get("rope_theta", 10000.0))),
                       rope_scaling_factor=float(scaling.get("factor", 1.0) if scaling.get("rope_type") == "linear"
                                                 else 1.0),
-                      query_pre_attn_scalar=text.get("query_pre_attn_scalar"))
+                      query_pre_attn_scalar=text.get("query_pre_attn_scalar", fields["head_dim"]))
+        return Gemma3Config(**fields)
     return GemmaConfig(**fields)
 
 

@@ -38,7 +38,7 @@ def check_entry(path: Path, name: str, info, data_size: int) -> None:
         raise CheckpointError(f"{path}: corrupt safetensors header: tensor {name} has offsets {offsets!r}, "
                               f"shape {shape!r}")
     begin, end = offsets
-    itemsize = torch.empty(0, dtype=SAFETENSORS_DTYPES[info["dtype"]]).element_size()
+    itemsize = SAFETENSORS_DTYPES[info["dtype"]].itemsize
     if end - begin != math.prod(shape) * itemsize:
         raise CheckpointError(f"{path}: tensor {name} has {end - begin} bytes for shape {shape}")
     if end > data_size:

@@ -38,6 +38,7 @@ CELLS = [
 
     import minigemma as mg
     from minigemma.config import GemmaConfig
+    from minigemma.gemma3 import Gemma3Config
     from minigemma.kv_cache import KVCache
     from minigemma.memory.inference import (GiB, GB, CUDA_CONTEXT_BYTES, Estimate, describe, dtype_bytes, peak_phase,
                                   tensor_bytes, weight_bytes)
@@ -165,7 +166,7 @@ CELLS = [
 
     gguf_file = read_gguf(default_gguf_path())     # the header: names, ggml types, shapes, bytes (gguf-py's table)
     in_file = {minigemma_name(name): info.nbytes for name, info in gguf_file.tensors.items()}
-    predicted = tensor_bytes(GemmaConfig.gemma3_270m(), "q4_k_m")
+    predicted = tensor_bytes(Gemma3Config.gemma3_270m(), "q4_k_m")
     assert predicted == in_file
     types = {}
     for info in gguf_file.tensors.values():

@@ -33,7 +33,7 @@ CELLS = [
 
     import minigemma as mg
     from minigemma.attention import Attention
-    from minigemma.config import GemmaConfig
+    from minigemma.gemma3 import Gemma3Config
     from minigemma.weights.gguf.model import (GLOBAL_EVERY, LOCAL_ROPE_THETA, as_written, default_gguf_path, embedding_rows,
                                 load_gguf_model)
     from minigemma.weights.gguf.file import GGUFFile, read_gguf
@@ -93,7 +93,7 @@ CELLS = [
     code("""
     config = config_from_gguf(gguf)
     print(config)
-    assert config == GemmaConfig.gemma3_270m()
+    assert config == Gemma3Config.gemma3_270m()
     assert config.layer_types.count("global") == 3 and config.attention_scale == 1 / 16
     """),
 

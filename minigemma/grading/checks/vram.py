@@ -98,14 +98,14 @@ def check_kv_cache_bytes(kv_cache_bytes):
         # float32 first: with 2-byte dtypes "forgot K and V" and "counted numbers, not bytes" give the same total
         dtype = torch.float32 if i == 0 else random.choice([torch.bfloat16, torch.float32, torch.float16])
         got = as_int(kv_cache_bytes(config, batch, seq_len, dtype), "kv_cache_bytes")
-        size = torch.empty(0, dtype=dtype).element_size()
+        size = dtype.itemsize
         expected = reference_kv_bytes(config, batch, seq_len, dtype)
         diagnose_value(got, expected, kv_variants(config, batch, seq_len, size),
                        f"wrong size for batch {batch}, {seq_len} positions, {dtype} and {config_text(config)}")
 
 
 def context_that_fits(config, memory, batch, dtype, weights=True, cap=True, batch_aware=True, ceil=False) -> int:
-    size = torch.empty(0, dtype=dtype).element_size()
+    size = dtype.itemsize
     free = memory - (reference_parameters(config) * size if weights else 0)
     per_position = reference_kv_bytes(config, batch if batch_aware else 1, 1, dtype)
     fits = max(0, -(-free // per_position) if ceil else free // per_position)
@@ -118,7 +118,7 @@ def check_max_context(max_context):
     fractions = [0.3, 0.77, 2.0, random.uniform(0.1, 1.5)]          # of a full-context cache: some fit, some not
     for config, fraction in zip(configs(), fractions):
         batch, dtype = random.randint(2, 8), random.choice([torch.bfloat16, torch.float32])
-        size = torch.empty(0, dtype=dtype).element_size()
+        size = dtype.itemsize
         weights = reference_parameters(config) * size
         per_position = reference_kv_bytes(config, batch, 1, dtype)
         memory = weights + int(per_position * config.max_seq_len * fraction) + 1

