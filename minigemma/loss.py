@@ -66,11 +66,10 @@ def final_hidden(model, input_ids: torch.Tensor) -> torch.Tensor:
     """The normed last hidden states (batch, seq, hidden) -- model.forward without the output head."""
     model.check_input(input_ids, None)
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-    tables, masks = model.rope_and_masks(positions, positions)
+    layer_inputs = model.rope_and_masks(positions, positions)    # [(rope, mask)] per layer
     h = model.embed(input_ids)                                  # (batch, seq, hidden)
-    for block in model.layers:
-        kind = "local" if block.is_local else "global"
-        h = block(h, tables[kind], masks[kind], None)
+    for block, (rope, mask) in zip(model.layers, layer_inputs):
+        h = block(h, rope, mask, None)
     return model.norm(h)
 
 
