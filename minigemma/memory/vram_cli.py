@@ -37,6 +37,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--formats", default=DEFAULT_FORMATS, help=f"weight formats, from: {', '.join(WEIGHT_FORMATS)}")
     parser.add_argument("--attention", default="sdpa", choices=("sdpa", "eager"))
     parser.add_argument("--all-logits", action="store_true", help="keep logits for every position (the trap)")
+    parser.add_argument("--train", choices=("full", "lora", "qlora"),
+                        help="training memory instead (2B and 7B at 1k/4k/8k; memory/training_cli.py)")
     parser.add_argument("--overhead-gib", default="0.5", help="assumed CUDA context, GiB (0 to leave it out)")
 
 
@@ -97,6 +99,9 @@ def row(config, fmt, opts, args) -> tuple[list[float], memory.Estimate]:
 
 
 def run(args) -> int:
+    if args.train:
+        from .training_cli import run_train
+        return run_train(args)
     opts = parse_args(args)
     name, config = load_config(args.model)
     too_long = [n for n in opts["contexts"] if n > config.max_seq_len]
