@@ -18,7 +18,7 @@ import torch
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 # modules that each define add_arguments(parser) and run(args), registered under their COMMAND name
-EXTRA_COMMANDS = ("minigemma.memory.vram_cli", "minigemma.grading")
+EXTRA_COMMANDS = ("minigemma.memory.vram_cli", "minigemma.grading", "minigemma.train.eval_cli")
 
 
 def find_tokenizer(checkpoint: Path, explicit: str | None):

@@ -148,3 +148,10 @@ def test_bad_labels_are_named():
         causal_lm_loss(model, ids, torch.full_like(ids, IGNORE_INDEX))
     with pytest.raises(ValueError, match="at least 2 tokens"):
         perplexity(model, [2])
+
+
+def test_eval_command_names_a_missing_file(capsys):
+    from minigemma.cli import main
+    assert main(["eval", "no/such/text.txt"]) == 2
+    err = capsys.readouterr().err
+    assert "text file no/such/text.txt not found" in err and "Traceback" not in err
