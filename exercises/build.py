@@ -1,6 +1,6 @@
 """Build the exercise notebooks and their solutions from one source each, exercises/src/NN_name.py.
 
-A source is a Python file in "percent" format; each cell starts with a header line:
+A source is a Python file in "percent" format, read by tools/cells.py; each cell starts with a header line:
 
     # %% [markdown]                   instructions (every line starts with "# ")
     # %%                              locked set-up code (imports)
@@ -27,42 +27,31 @@ from pathlib import Path
 import nbformat
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tools"))
+from cells import SourceError, split_cells as read_cells  # noqa: E402
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
-HEADER = re.compile(r"# %%(?: \[(?P<markdown>markdown)\]| (?P<kind>solution|grade) (?P<id>[A-Za-z0-9_-]+)"
-                    r"(?: points=(?P<points>\d+(?:\.\d+)?))?)?\s*$")
 
 
-class BuildError(ValueError):
+class BuildError(SourceError):
     """A source file breaks one of the rules above; the message names the file and the cell."""
 
 
 def split_cells(text: str, name: str) -> list[dict]:
-    """[{kind, id, points, lines}] in order; kind is markdown, setup, solution or grade."""
+    """[{kind, id, points, lines}] in order; kind is markdown, setup, solution or grade (tools/cells.py reads them)."""
     cells = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith("# %%"):
-            match = HEADER.match(line)
-            if not match:
-                raise BuildError(f"{name}:{number}: unrecognised cell header {line!r}")
-            kind = "markdown" if match["markdown"] else match["kind"] or "setup"
-            cells.append({"kind": kind, "id": match["id"], "points": match["points"], "lines": [], "line": number})
-        elif cells:
-            cells[-1]["lines"].append(line)
-        elif line.strip() and not line.startswith("#"):
-            raise BuildError(f"{name}:{number}: code before the first '# %%' cell header")
-    for cell in cells:
-        while cell["lines"] and not cell["lines"][-1].strip():
-            cell["lines"].pop()
+    for cell in read_cells(text, name, {"markdown", "code", "solution", "grade"}):
+        where = f"{name}:{cell.line}"
+        task = cell.args[0] if cell.args else None
+        if cell.kind in ("solution", "grade") and (len(cell.args) != 1 or not re.fullmatch(r"[A-Za-z0-9_-]+", task)):
+            raise BuildError(f"{where}: a {cell.kind} cell names one task id, got {cell.args!r}")
+        points = cell.options.get("points")
+        if points is not None and (cell.kind != "grade" or not re.fullmatch(r"\d+(\.\d+)?", points)):
+            raise BuildError(f"{where}: points=N belongs on a grade cell, as a number (got {points!r})")
+        kind = {"code": "setup"}.get(cell.kind, cell.kind)
+        cells.append({"kind": kind, "id": task, "points": points, "lines": cell.lines, "line": cell.line})
     return cells
-
-
-def markdown_text(lines: list[str], where: str) -> str:
-    for line in lines:
-        if line and line != "#" and not line.startswith("# "):
-            raise BuildError(f"{where}: markdown lines must start with '# ' ({line!r})")
-    return "\n".join(line[2:] for line in lines).strip()
 
 
 def stub_out(lines: list[str], where: str) -> list[str]:
@@ -114,7 +103,7 @@ def build_notebook(source: Path, with_solutions: bool):
         kind = cell["kind"]
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "markdown":
-            previous_text = markdown_text(cell["lines"], where)
+            previous_text = "\n".join(cell["lines"]).strip()
             node = nbformat.v4.new_markdown_cell(previous_text)
             grade_id = f"{source.stem[:2]}-text-{counts[kind]}"
             node.metadata["nbgrader"] = nbgrader(grade_id)

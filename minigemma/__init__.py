@@ -6,8 +6,28 @@
     new_ids = mg.generate(model, tok.encode("The capital of France is"), max_new_tokens=16)
     print(tok.decode(new_ids))
 
-Modules, in the order the course builds them: config, tokenizer, embedding, rmsnorm, rope, attention, mlp, block,
-model, kv_cache, generate, checkpoint (with tensor_files), cli.
+The map. At the top, the lesson modules, in the order the course builds them (notebook number in brackets):
+    config [00]       every size and constant: GemmaConfig, presets gemma_2b / gemma_7b / tiny
+    tokenizer [01]    SentencePiece BPE with Gemma's special ids;  bpe [01]: the same encoder from scratch
+    embedding [02]    lookup x sqrt(hidden), and the tied output head
+    rmsnorm [03]      RMSNorm with (1 + weight), statistics in float32
+    rope [04]         rotary embedding, half-split pairs, rotated in float32
+    attention [05]    causal attention: MHA / MQA / GQA from one code path
+    mlp [06]          GeGLU with tanh GELU
+    block, model [07] the pre-norm decoder block; the whole model with its tied logits
+    kv_cache, generate [08]   the pre-allocated KV cache; greedy and sampled generation
+    gemma3 [10]       Gemma 3 as subclasses of the above: QK-norm, sandwich norms, local/global layers
+Below them, everything that is not a lesson, one subpackage per capability:
+    weights/    loading checkpoints: checkpoint (load_model), assemble (the one weight-assembly path), layouts
+                (Hugging Face and gemma_pytorch names and configs), tensor_files (safetensors reader, CheckpointError),
+                summary (what `minigemma info` reports), gguf/ (file reader, Gemma 3 loader, tokenizer)
+    memory/     bytes from the config [09]: inference (the estimate), formats (weight storage formats), measure
+                (torch.profiler check), vram_cli (the `minigemma vram` command)
+    reference/  compare: minigemma against transformers on a real Gemma 1 checkpoint of your own
+    grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, and checks/ with
+                one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
+                sampling, vram)
+    cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
 from .config import GemmaConfig
 from .model import Gemma

@@ -14,13 +14,9 @@ import torch.nn.functional as F
 from .rope import apply_rope
 
 
-def causal_mask(q_positions: torch.Tensor, k_positions: torch.Tensor, window: int | None = None) -> torch.Tensor:
-    """Boolean (q_len, k_len) mask, True where query may attend key: k <= q (and q - k < window)."""
-    distance = q_positions[:, None] - k_positions[None, :]            # (q_len, k_len)
-    allowed = distance >= 0
-    if window is not None:
-        allowed &= distance < window
-    return allowed
+def causal_mask(q_positions: torch.Tensor, k_positions: torch.Tensor) -> torch.Tensor:
+    """Boolean (q_len, k_len) mask, True where query may attend key: k <= q."""
+    return q_positions[:, None] >= k_positions[None, :]
 
 
 def attend_eager(q, k, v, mask, scale):

@@ -60,6 +60,12 @@ class Gemma3Config(GemmaConfig):
         return self.layer_types[layer] == "local"
 
 
+def sliding_window_mask(q_positions, k_positions, window: int):
+    """Causal, and no further back than `window` tokens: query q may attend key k when 0 <= q - k < window."""
+    recent = q_positions[:, None] - k_positions[None, :] < window     # (q_len, k_len)
+    return causal_mask(q_positions, k_positions) & recent
+
+
 class Gemma3Attention(Attention):
     def __init__(self, config: Gemma3Config, layer: int = 0):
         super().__init__(config, layer)
@@ -96,7 +102,7 @@ class Gemma3(Gemma):
         global_inputs = (rope_angles(positions / cfg.rope_scaling_factor, cfg.head_dim, cfg.rope_theta),
                          causal_mask(positions, k_positions))
         local_inputs = (rope_angles(positions, cfg.head_dim, cfg.rope_local_theta),
-                        causal_mask(positions, k_positions, cfg.sliding_window))
+                        sliding_window_mask(positions, k_positions, cfg.sliding_window))
         return [local_inputs if cfg.is_local(i) else global_inputs for i in range(cfg.num_layers)]
 
 

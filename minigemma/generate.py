@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import torch
 
-EOS_ID, PAD_ID = 1, 0
+from .tokenizer import EOS_ID, PAD_ID
 
 
 def is_integer(value) -> bool:

@@ -51,7 +51,7 @@ def test_generate_from_a_gemma_pytorch_ckpt(hf_dir, example_dir, capsys):
 
 def test_streaming_holds_back_partial_utf8_characters(hf_dir, capsys):
     """Byte-fallback tokens of one character are printed together, never as U+FFFD replacement marks."""
-    from minigemma.cli import TextStream
+    from minigemma.cli.generate import TextStream
     tok = mg.Tokenizer(hf_dir / "tokenizer.model")
     text = "a Жё 😀 b"
     ids = tok.encode(text, add_bos=False)
@@ -91,7 +91,7 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
 def test_sampling_options_are_checked_before_anything_is_printed(hf_dir, option, capsys):
     assert main(["generate", "--checkpoint", str(hf_dir), "hi", *option]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and f"error: {option[0]} must be" in err
+    assert out == "" and err.count("\n") == 1 and f"error: argument {option[0]}: expected" in err
 
 
 def test_info_on_a_ckpt_tells_loaded_bytes_from_file_bytes(example_dir, capsys):

@@ -33,17 +33,7 @@ from .checks.vram import check_kv_cache_bytes, check_max_context, check_paramete
 from .core import REGISTRY, CheckFailed, CheckResult
 from .toy_tokenizer import piece_scores, toy_processor
 
-COMMAND = "grade"
 HELP = "grade exercise notebooks (a file or a folder) in fresh kernels: points per task and the reasons"
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="an exercise notebook, or a folder of them")
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
-    parser.add_argument("--time-limit", type=float, default=20.0, metavar="SECONDS",
-                        help="per task; a task still running then scores zero (default 20)")
-    parser.add_argument("--jobs", type=int, default=2, help="notebooks graded at once, one kernel each (default 2)")
-    parser.add_argument("--kernel", help="Jupyter kernel to run the notebooks in (default: the notebook's own)")
 
 
 def run(args) -> int:
@@ -54,10 +44,6 @@ def run(args) -> int:
     except ImportError as err:
         raise ValueError(f"grading needs nbclient, nbformat and ipykernel ({err}); "
                          "pip install nbclient nbformat ipykernel (all in minigemma[test])") from None
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        raise ValueError(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
     started = time.perf_counter()
     reports = grade(args.paths, time_limit=args.time_limit, jobs=args.jobs, kernel=args.kernel)
     seconds = time.perf_counter() - started
@@ -71,5 +57,5 @@ def run(args) -> int:
     return 2 if any(report.unreadable for report in reports) else 0
 
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "run", "CheckFailed", "CheckResult", "REGISTRY", "toy_processor",
+__all__ = ["HELP", "run", "CheckFailed", "CheckResult", "REGISTRY", "toy_processor",
            "piece_scores"] + sorted(name for name in dir() if name.startswith("check_"))

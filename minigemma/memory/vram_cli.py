@@ -9,13 +9,13 @@ Not here: measuring a real GPU (benchmarks/vram_gpu.py does that) or multi-GPU s
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from . import inference as memory
 from ..config import GemmaConfig
 from .formats import WEIGHT_FORMATS
 
-COMMAND = "vram"
 HELP = "estimate GPU memory for a Gemma model: weight format x context length"
 PRESETS = {"2b": GemmaConfig.gemma_2b, "7b": GemmaConfig.gemma_7b}
 FLOAT_FORMATS = ("fp32", "bf16", "fp16")          # these run in their own dtype
@@ -27,34 +27,9 @@ GPUS = [("8 GiB (RTX 4060, RTX 3070)", 8 * GiB), ("12 GiB (RTX 3060, RTX 4070)",
         ("48 GiB (L40S, RTX 6000 Ada)", 48 * GiB), ("80 GiB (A100-80GB, H100)", 80 * GiB)]
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", default="2b", help="2b, 7b, or a checkpoint path (HF directory or .ckpt)")
-    parser.add_argument("--context", default="1024,4096,8192", help="comma-separated token counts (k = 1024)")
-    parser.add_argument("--dtype", default="bf16", choices=FLOAT_FORMATS,
-                        help="activations (and KV cache) of quantized formats; float formats use their own")
-    parser.add_argument("--kv-dtype", choices=(*FLOAT_FORMATS, "fp8"), help="KV cache dtype (default: as compute)")
-    parser.add_argument("--batch", default="1", help="sequences decoded together")
-    parser.add_argument("--formats", default=DEFAULT_FORMATS, help=f"weight formats, from: {', '.join(WEIGHT_FORMATS)}")
-    parser.add_argument("--attention", default="sdpa", choices=("sdpa", "eager"))
-    parser.add_argument("--all-logits", action="store_true", help="keep logits for every position (the trap)")
-    parser.add_argument("--train", choices=("full", "lora", "qlora"),
-                        help="training memory instead (2B and 7B at 1k/4k/8k; memory/training_cli.py)")
-    parser.add_argument("--overhead-gib", default="0.5", help="assumed CUDA context, GiB (0 to leave it out)")
-
-
 def smallest_gpu(total: int) -> str | None:
     """The first common GPU whose nominal memory holds `total` bytes (the driver keeps a little for itself)."""
     return next((name for name, capacity in GPUS if total <= capacity), None)
-
-
-def positive_int(text: str, what: str) -> int:
-    """'4096' -> 4096, '4k' -> 4096; anything else that is not a positive integer is an error naming `what`."""
-    text = text.strip().lower()
-    scale = 1024 if text.endswith("k") else 1
-    digits = text[:-1] if scale > 1 else text
-    if not digits.isdigit() or int(digits) == 0:
-        raise ValueError(f"{what} must be a positive integer, got {text!r}")
-    return int(digits) * scale
 
 
 def load_config(model: str) -> tuple[str, GemmaConfig]:
@@ -73,62 +48,57 @@ def load_config(model: str) -> tuple[str, GemmaConfig]:
     return str(path), config
 
 
-def parse_args(args) -> dict:
-    formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
+def weight_formats(text: str) -> list[str]:
+    """'bf16,q4_k_m' -> ['bf16', 'q4_k_m'] (the --formats argument type)."""
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in WEIGHT_FORMATS]
     if unknown or not formats:
-        raise ValueError(f"unknown weight format(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(WEIGHT_FORMATS)}")
-    try:
-        overhead = float(args.overhead_gib)
-    except ValueError:
-        overhead = -1.0
-    if not overhead >= 0:
-        raise ValueError(f"--overhead-gib must be a number >= 0, got {args.overhead_gib!r}")
-    contexts = [positive_int(c, "--context (comma-separated, like 1024,4k)") for c in args.context.split(",")]
-    return dict(contexts=contexts, formats=formats, batch=positive_int(args.batch, "--batch"),
-                overhead=int(overhead * memory.GiB))
+        raise argparse.ArgumentTypeError(f"unknown weight format(s) {', '.join(unknown) or '(none given)'}; "
+                                         f"choose from {', '.join(WEIGHT_FORMATS)}")
+    return formats
 
 
-def row(config, fmt, opts, args) -> tuple[list[float], memory.Estimate]:
+def row(config, fmt, args) -> tuple[list[float], memory.Estimate]:
     """Totals in GiB for each context, and the estimate at the largest one."""
     dtype = fmt if fmt in FLOAT_FORMATS else args.dtype
-    estimates = [memory.estimate(config, n, opts["batch"], fmt, dtype, args.kv_dtype, args.attention,
-                                 not args.all_logits, opts["overhead"]) for n in opts["contexts"]]
+    overhead = int(args.overhead_gib * memory.GiB)
+    estimates = [memory.estimate(config, n, args.batch, fmt, dtype, args.kv_dtype, args.attention,
+                                 not args.all_logits, overhead) for n in args.context]
     return [e.total / memory.GiB for e in estimates], estimates[-1]
 
 
 def run(args) -> int:
-    if args.train:
+    """args: the parsed flags of `minigemma vram` (declared, with their types, in cli/__init__.py)."""
+    if args.train:                                     # memory/training_cli.py
         from .training_cli import run_train
         return run_train(args)
-    opts = parse_args(args)
+    overhead = int(args.overhead_gib * memory.GiB)
     name, config = load_config(args.model)
-    too_long = [n for n in opts["contexts"] if n > config.max_seq_len]
+    too_long = [n for n in args.context if n > config.max_seq_len]
     if too_long:
         raise ValueError(f"--context {too_long[0]:,} exceeds the model's maximum of {config.max_seq_len:,} tokens")
-    params = sum(t.numel for t in memory.weight_tensors(config))
+    params = memory.parameter_count(config)
     print(f"{name}: {params:,} parameters; {config.num_layers} layers, {config.num_heads} query heads / "
           f"{config.num_kv_heads} KV head{'s' if config.num_kv_heads > 1 else ''}, head_dim {config.head_dim}, "
           f"vocab {config.vocab_size:,}")
     logits = "every position" if args.all_logits else "the last position only"
     kv = f"KV cache in {args.kv_dtype or args.dtype}"
-    print(f"batch {opts['batch']} · activations in {args.dtype}, {kv} ({', '.join(FLOAT_FORMATS)} weights "
+    print(f"batch {args.batch} · activations in {args.dtype}, {kv} ({', '.join(FLOAT_FORMATS)} weights "
           f"compute in their own dtype) · {args.attention} attention · logits for {logits}")
-    print(f"VRAM = weights + KV cache + peak temporary buffers + {opts['overhead'] / memory.GiB:.2f} GiB assumed "
+    print(f"VRAM = weights + KV cache + peak temporary buffers + {overhead / memory.GiB:.2f} GiB assumed "
           f"CUDA context; figures in GiB (2^30 bytes)\n")
-    largest = opts["contexts"][-1]
-    header = ["format", "bits/weight", "weights"] + [f"{n:,} tok" for n in opts["contexts"]]
+    largest = args.context[-1]
+    header = ["format", "bits/weight", "weights"] + [f"{n:,} tok" for n in args.context]
     print("".join(f"{h:>12}" for h in header) + f"   smallest GPU at {largest:,} tokens")
     details = {}
-    for fmt in opts["formats"]:
-        totals, last = row(config, fmt, opts, args)
+    for fmt in args.formats:
+        totals, last = row(config, fmt, args)
         weights = sum(last.weights.values())
         cells = [fmt, f"{8 * weights / params:.2f}", f"{weights / memory.GiB:.2f}"] + [f"{t:.2f}" for t in totals]
         gpu = smallest_gpu(last.total) or "none listed (over 80 GiB)"
         print("".join(f"{c:>12}" for c in cells) + f"   {gpu}")
         details[fmt] = last
-    show = args.dtype if args.dtype in details else opts["formats"][0]
+    show = args.dtype if args.dtype in details else args.formats[0]
     print_breakdown(details[show], show, largest)
     return 0
 

@@ -45,6 +45,19 @@ def enable_hint(size: str) -> str:
             f".ckpt, see README 'Real Gemma 1 weights') to run it.")
 
 
+def run_if_available(size: str, check) -> dict | None:
+    """`check(path)` on the checkpoint MINIGEMMA_GEMMA_<SIZE> names, printed and required ok; without the
+    variable, the one-line hint saying how to switch the check on (the notebooks' real-weight cells)."""
+    path = real_checkpoint_path(size)
+    if path is None:
+        print(enable_hint(size))
+        return None
+    report = check(path)
+    print(f"gemma-{size}: {report}")
+    assert report["ok"], report
+    return report
+
+
 # ---- loading both sides ----------------------------------------------------------------------------------
 def tokenizer_file(path) -> Path:
     path = Path(path)

@@ -18,10 +18,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", help="HF directory, .ckpt or .gguf (default: the Gemma 3 270M demo)")
     parser.add_argument("--tokenizer", help="tokenizer.model (default: beside the checkpoint)")
     parser.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
+    parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..cli import default_checkpoint, find_tokenizer
+    from ..cli.generate import default_checkpoint, find_tokenizer
     from ..loss import perplexity
     from ..weights.checkpoint import find_weights, load_model
     text_file = Path(args.file)

@@ -1,356 +1,339 @@
-"""Notebook 07: the decoder block, the stack, the final norm and tied logits; loading an HF checkpoint; parity."""
-from nbbuild import code, export, md
+# Notebook 07: the decoder block, the stack, the final norm and tied logits; loading an HF checkpoint; parity.
 
-REAL_WEIGHTS_CELL = """
-from minigemma.reference import compare as reference_check
+# %% [markdown]
+# # 07 · The whole model: blocks, stack, final norm, tied logits
+#
+# **What you will build.** `minigemma/block.py` (one pre-norm decoder block) and `minigemma/model.py` (the
+# `Gemma` module: embedding → N blocks → final RMSNorm → logits through the embedding matrix). Then you load a
+# checkpoint written in the official Hugging Face layout with `mg.load_model` and prove the logits equal those
+# of `transformers`' `GemmaForCausalLM`, layer by layer.
+#
+# **What you need to know.** The pieces from the earlier notebooks: `Embedding` (× $\sqrt{D}$), `RMSNorm`
+# (with $1 + w$), RoPE, `Attention` (05) and `GeGLU` (06). We import them from `minigemma` here; you have built
+# and checked each one already.
+#
+# **How we check.** Block against `transformers`' `GemmaDecoderLayer`; whole model against
+# `GemmaForCausalLM` on seeded random weights saved to disk and loaded back; a per-layer difference plot that
+# points at the layer where a wrong convention enters.
 
-path = reference_check.real_checkpoint_path("{size}")
-if path is None:
-    print(reference_check.enable_hint("{size}"))
-else:
-    from minigemma.reference.compare import compare_logits_with_reference
-    report = compare_logits_with_reference(path)         # both in bfloat16, one model in memory at a time
-    print(report)
-    assert report["ok"], report
-"""
+# %%
+import copy
+import tempfile
+from pathlib import Path
 
-CELLS = [
-    md(r"""
-    # 07 · The whole model: blocks, stack, final norm, tied logits
+import torch
+from torch import nn
+import matplotlib.pyplot as plt
 
-    **What you will build.** `minigemma/block.py` (one pre-norm decoder block) and `minigemma/model.py` (the
-    `Gemma` module: embedding → N blocks → final RMSNorm → logits through the embedding matrix). Then you load a
-    checkpoint written in the official Hugging Face layout with `mg.load_model` and prove the logits equal those
-    of `transformers`' `GemmaForCausalLM`, layer by layer.
+import minigemma as mg
+import minigemma.block as mg_block
+import minigemma.model as mg_model
+# The building blocks from notebooks 02-06, used by the code exported below:
+from minigemma.attention import Attention, causal_mask
+from minigemma.config import GemmaConfig
+from minigemma.embedding import Embedding
+from minigemma.kv_cache import KVCache, positions_for
+from minigemma.mlp import GeGLU
+from minigemma.rmsnorm import RMSNorm, rms_norm
+from minigemma.rope import rope_angles
 
-    **What you need to know.** The pieces from the earlier notebooks: `Embedding` (× $\sqrt{D}$), `RMSNorm`
-    (with $1 + w$), RoPE, `Attention` (05) and `GeGLU` (06). We import them from `minigemma` here; you have built
-    and checked each one already.
+torch.manual_seed(0)
+torch.set_num_threads(1)            # the models here are tiny: one thread beats the cost of coordinating several
+print("torch", torch.__version__)
 
-    **How we check.** Block against `transformers`' `GemmaDecoderLayer`; whole model against
-    `GemmaForCausalLM` on seeded random weights saved to disk and loaded back; a per-layer difference plot that
-    points at the layer where a wrong convention enters.
-    """),
-    code("""
-    import copy
-    import tempfile
-    from pathlib import Path
+# %% [markdown]
+# ## 1. The decoder block
+#
+# Gemma's block is *pre-norm*: each sub-layer reads a normalised copy of the residual stream $h$ and **adds** its
+# output back, so $h$ itself is never normalised inside the stack:
+#
+# $$h \leftarrow h + \mathrm{Attn}\big(\mathrm{RMSNorm}_1(h)\big), \qquad
+#   h \leftarrow h + \mathrm{GeGLU}\big(\mathrm{RMSNorm}_2(h)\big).$$
+#
+# Checkpoint names: $\mathrm{RMSNorm}_1$ is `input_layernorm`, $\mathrm{RMSNorm}_2$ is
+# `post_attention_layernorm`, a misleading name, since in Gemma 1 it is the norm *before* the MLP. The block also
+# carries Gemma 3's optional "sandwich" norms, off for Gemma 1.
 
-    import torch
-    from torch import nn
-    import matplotlib.pyplot as plt
+# %% export minigemma.block.DecoderBlock
 
-    import minigemma as mg
-    import minigemma.block as mg_block
-    import minigemma.model as mg_model
-    # The building blocks from notebooks 02-06, used by the code exported below:
-    from minigemma.attention import Attention, causal_mask
-    from minigemma.config import GemmaConfig
-    from minigemma.embedding import Embedding
-    from minigemma.kv_cache import KVCache, positions_for
-    from minigemma.mlp import GeGLU
-    from minigemma.rmsnorm import RMSNorm, rms_norm
-    from minigemma.rope import rope_angles
+# %% [markdown]
+# **Check against `transformers`' `GemmaDecoderLayer`.** The reference names its parts `self_attn`, `mlp`,
+# `input_layernorm`, `post_attention_layernorm`; we rename while copying. All weights, the norms included, get
+# seeded random values: a norm weight left at zero would make $(1 + w) = 1$ and hide the $+1$ convention.
+# Tolerance: float32 on both sides, `rtol=1e-5, atol=1e-5` (summation order only).
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)            # the models here are tiny: one thread beats the cost of coordinating several
-    print("torch", torch.__version__)
-    """),
+# %%
+from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRotaryEmbedding
 
-    md(r"""
-    ## 1. The decoder block
-
-    Gemma's block is *pre-norm*: each sub-layer reads a normalised copy of the residual stream $h$ and **adds** its
-    output back, so $h$ itself is never normalised inside the stack:
-
-    $$h \leftarrow h + \mathrm{Attn}\big(\mathrm{RMSNorm}_1(h)\big), \qquad
-      h \leftarrow h + \mathrm{GeGLU}\big(\mathrm{RMSNorm}_2(h)\big).$$
-
-    Checkpoint names: $\mathrm{RMSNorm}_1$ is `input_layernorm`, $\mathrm{RMSNorm}_2$ is
-    `post_attention_layernorm`, a misleading name, since in Gemma 1 it is the norm *before* the MLP. The block also
-    carries Gemma 3's optional "sandwich" norms, off for Gemma 1.
-    """),
-    export("minigemma.block.DecoderBlock"),
-    md(r"""
-    **Check against `transformers`' `GemmaDecoderLayer`.** The reference names its parts `self_attn`, `mlp`,
-    `input_layernorm`, `post_attention_layernorm`; we rename while copying. All weights, the norms included, get
-    seeded random values: a norm weight left at zero would make $(1 + w) = 1$ and hide the $+1$ convention.
-    Tolerance: float32 on both sides, `rtol=1e-5, atol=1e-5` (summation order only).
-    """),
-    code("""
-    from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRotaryEmbedding
-
-    from minigemma.reference.compare import hf_gemma_config
+from minigemma.reference.compare import hf_gemma_config
 
 
-    def hf_config(cfg):
-        \"\"\"The transformers config for one of our GemmaConfigs (tanh GELU, tied embeddings, eager attention).\"\"\"
-        return hf_gemma_config(cfg, attn_implementation="eager")
+def hf_config(cfg):
+    """The transformers config for one of our GemmaConfigs (tanh GELU, tied embeddings, eager attention)."""
+    return hf_gemma_config(cfg, attn_implementation="eager")
 
 
-    def randomize_(module, seed):
-        \"\"\"Seeded random weights everywhere: norm offsets around 0 (std 0.5), matrices with std 1/sqrt(fan_in).\"\"\"
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for name, p in sorted(module.named_parameters()):
-                scale = 0.5 if p.dim() == 1 else p.shape[1] ** -0.5
-                p.copy_(torch.randn(p.shape, generator=gen) * scale)
-        return module
-
-
-    BLOCK_NAMES = {"self_attn.": "attn.", "input_layernorm.": "attn_norm.", "post_attention_layernorm.": "mlp_norm."}
-
-
-    def to_our_names(state):
-        renamed = {}
-        for name, tensor in state.items():
-            for theirs, ours_ in BLOCK_NAMES.items():
-                name = name.replace(theirs, ours_)
-            renamed[name] = tensor
-        return renamed
-
-
-    cfg = GemmaConfig.tiny(num_heads=4, num_kv_heads=1)                     # hidden 64, MQA like 2B
-    reference_block = randomize_(GemmaDecoderLayer(hf_config(cfg), layer_idx=0), seed=0).eval()
-    block = DecoderBlock(cfg).eval()
-    block.load_state_dict(to_our_names(reference_block.state_dict()))
-
-    seq = 10
-    h = torch.randn(2, seq, cfg.hidden_size)                                 # (batch, seq, hidden)
-    positions = torch.arange(seq)
-    mask = causal_mask(positions, positions)                                  # (seq, seq) bool
+def randomize_(module, seed):
+    """Seeded random weights everywhere: norm offsets around 0 (std 0.5), matrices with std 1/sqrt(fan_in)."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        cos_sin = GemmaRotaryEmbedding(hf_config(cfg))(h, positions[None])
-        additive = torch.zeros(seq, seq).masked_fill(~mask, float("-inf"))[None, None]
-        expected = reference_block(h, attention_mask=additive, position_embeddings=cos_sin)
-        actual = block(h, rope_angles(positions, cfg.head_dim), mask)
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+        for name, p in sorted(module.named_parameters()):
+            scale = 0.5 if p.dim() == 1 else p.shape[1] ** -0.5
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return module
 
-    package_block = mg_block.DecoderBlock(cfg).eval()
-    package_block.load_state_dict(block.state_dict())
+
+BLOCK_NAMES = {"self_attn.": "attn.", "input_layernorm.": "attn_norm.", "post_attention_layernorm.": "mlp_norm."}
+
+
+def to_our_names(state):
+    renamed = {}
+    for name, tensor in state.items():
+        for theirs, ours_ in BLOCK_NAMES.items():
+            name = name.replace(theirs, ours_)
+        renamed[name] = tensor
+    return renamed
+
+
+cfg = GemmaConfig.tiny(num_heads=4, num_kv_heads=1)                     # hidden 64, MQA like 2B
+reference_block = randomize_(GemmaDecoderLayer(hf_config(cfg), layer_idx=0), seed=0).eval()
+block = DecoderBlock(cfg).eval()
+block.load_state_dict(to_our_names(reference_block.state_dict()))
+
+seq = 10
+h = torch.randn(2, seq, cfg.hidden_size)                                 # (batch, seq, hidden)
+positions = torch.arange(seq)
+mask = causal_mask(positions, positions)                                  # (seq, seq) bool
+with torch.no_grad():
+    cos_sin = GemmaRotaryEmbedding(hf_config(cfg))(h, positions[None])
+    additive = torch.zeros(seq, seq).masked_fill(~mask, float("-inf"))[None, None]
+    expected = reference_block(h, attention_mask=additive, position_embeddings=cos_sin)
+    actual = block(h, rope_angles(positions, cfg.head_dim), mask)
+torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+package_block = mg_block.DecoderBlock(cfg).eval()
+package_block.load_state_dict(block.state_dict())
+with torch.no_grad():
+    assert torch.equal(package_block(h, rope_angles(positions, cfg.head_dim), mask), actual)
+print("DecoderBlock == transformers' GemmaDecoderLayer (float32) == minigemma.block.DecoderBlock")
+
+# %% [markdown]
+# ## 2. The stack, the final norm and the tied output head
+#
+# $$h_0 = E[\text{ids}] \cdot \sqrt{D}, \qquad h_{\ell+1} = \mathrm{Block}_\ell(h_\ell), \qquad
+#   \text{logits} = \mathrm{RMSNorm}(h_L)\, E^\top .$$
+#
+# The output head **is** the embedding matrix $E$ (vocab × hidden): Gemma ties them, so there is no
+# `lm_head` weight. RoPE tables and the causal mask are computed once per forward pass and shared by all layers.
+# With `return_hidden=True` the model also returns $h_0, \dots, h_L$, which we will need for debugging.
+# (`cache` is the KV cache of notebook 08; `last_only` skips the logits of all but the last position.)
+
+# %% export minigemma.model.Gemma
+
+# %%
+cfg = GemmaConfig.tiny(num_layers=6, num_heads=4, num_kv_heads=1)
+torch.manual_seed(0)
+model = Gemma(cfg).eval()
+package_model = mg_model.Gemma(cfg).eval()
+package_model.load_state_dict(model.state_dict())
+
+ids = torch.tensor([[2, 17, 93, 5, 61, 8, 44, 120]])                     # (batch, seq); 2 = BOS
+with torch.no_grad():
+    logits, hidden = model(ids, return_hidden=True)                      # (1, 8, vocab), 7 hidden states
+    assert torch.equal(logits, package_model(ids))
+    tied = rms_norm(hidden[-1], model.norm.weight, cfg.rms_norm_eps) @ model.embed.weight.T
+torch.testing.assert_close(logits, tied, rtol=0, atol=0)
+assert not any("lm_head" in name for name in model.state_dict())
+print(f"logits {tuple(logits.shape)}; {len(hidden)} hidden states (embedding + {cfg.num_layers} blocks)")
+print("logits == RMSNorm(h_L) @ E.T exactly, no lm_head; notebook Gemma == minigemma.model.Gemma")
+
+# %% [markdown]
+# The same class at full size, on the `meta` device (shapes only, no memory). Notice 7B's attention: 16 heads ×
+# 256 = 4096 is wider than the 3072-wide residual stream, so `q_proj` maps 3072 → 4096 and `o_proj` back.
+
+# %%
+published = {"gemma_2b": 2_506_172_416, "gemma_7b": 8_537_680_896}
+for preset, total in published.items():
+    with torch.device("meta"):
+        big = Gemma(getattr(GemmaConfig, preset)())
+    assert big.num_parameters() == total
+    attn = big.layers[0].attn
+    print(f"{preset}: {big.num_parameters():,} parameters (= published), {len(big.layers)} blocks, "
+          f"q_proj {tuple(attn.q_proj.weight.shape)}, k_proj {tuple(attn.k_proj.weight.shape)}, "
+          f"o_proj {tuple(attn.o_proj.weight.shape)}")
+
+# %% [markdown]
+# ## 3. A checkpoint in the official layout, loaded with `mg.load_model`
+#
+# We do what the test suite does: build `transformers`' `GemmaForCausalLM` from a tiny config, give it seeded
+# random weights, and `save_pretrained` it into a temporary directory. That directory has exactly the layout of
+# the published `google/gemma-2b` repository (`config.json` + `model.safetensors`, names like
+# `model.layers.0.self_attn.q_proj.weight`), just smaller. `mg.load_model` reads the config, maps every name,
+# checks every shape, and returns a `minigemma.Gemma`.
+
+# %%
+import transformers
+from transformers import GemmaForCausalLM
+
+transformers.utils.logging.disable_progress_bar()                          # no progress bars in the output
+
+
+def save_reference_checkpoint(cfg, directory, seed=0):
+    """transformers' Gemma with seeded random weights, saved as a Hugging Face checkpoint directory."""
+    torch.manual_seed(seed)
+    reference = randomize_(GemmaForCausalLM(hf_config(cfg)), seed).eval()
+    reference.save_pretrained(directory)
+    return reference
+
+
+workdir = Path(tempfile.mkdtemp(prefix="minigemma-07-"))
+cfg = GemmaConfig.tiny(num_layers=6, num_heads=4, num_kv_heads=1)        # MQA, like 2B
+reference = save_reference_checkpoint(cfg, workdir / "tiny-gemma")
+print(sorted(p.name for p in (workdir / "tiny-gemma").iterdir()))
+
+from safetensors import safe_open
+with safe_open(workdir / "tiny-gemma" / "model.safetensors", "pt") as f:
+    names = sorted(f.keys())
+print(len(names), "tensors, e.g.", names[:3], "... no lm_head:", not any("lm_head" in n for n in names))
+
+# %%
+loaded = mg.load_model(workdir / "tiny-gemma")
+assert loaded.config == cfg, (loaded.config, cfg)
+print(type(loaded).__name__, "| config read back == the one we saved:", loaded.config == cfg,
+      "| dtype", loaded.dtype)
+
+# %% [markdown]
+# **Logit parity.** Same token ids into both models. Tolerance (float32, stated in the README):
+# `rtol=1e-5, atol=1e-4`. Both sides compute the same maths in float32; they differ only in summation order
+# (fused vs. eager attention, broadcast vs. copied K/V), and over 6 layers such differences stay at a
+# few $10^{-6}$ on logits of magnitude up to about 5. We check an MQA (2B-like) and an MHA (7B-like, heads × head_dim ≠ hidden)
+# model.
+
+# %%
+def logits_parity(cfg, name, seed=0):
+    reference = save_reference_checkpoint(cfg, workdir / name, seed)
+    ours = mg.load_model(workdir / name)
+    ids = torch.randint(0, cfg.vocab_size, (2, 16), generator=torch.Generator().manual_seed(seed))
+    ids[:, 0] = 2                                                            # BOS first, as always
     with torch.no_grad():
-        assert torch.equal(package_block(h, rope_angles(positions, cfg.head_dim), mask), actual)
-    print("DecoderBlock == transformers' GemmaDecoderLayer (float32) == minigemma.block.DecoderBlock")
-    """),
+        expected, actual = reference(ids).logits, ours(ids)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-4)
+    return (actual - expected).abs().max().item(), expected.abs().max().item()
 
-    md(r"""
-    ## 2. The stack, the final norm and the tied output head
 
-    $$h_0 = E[\text{ids}] \cdot \sqrt{D}, \qquad h_{\ell+1} = \mathrm{Block}_\ell(h_\ell), \qquad
-      \text{logits} = \mathrm{RMSNorm}(h_L)\, E^\top .$$
+for name, cfg_ in {"mqa-like-2b": GemmaConfig.tiny(num_layers=6, num_heads=4, num_kv_heads=1),
+                   "mha-like-7b": GemmaConfig.tiny(num_layers=6, hidden_size=48, num_heads=4, num_kv_heads=4)}.items():
+    difference, scale = logits_parity(cfg_, name)
+    print(f"{name}: logits match transformers (max |diff| < 1e-4: {difference < 1e-4}, largest |logit| "
+          f"{scale:.2f})")
 
-    The output head **is** the embedding matrix $E$ (vocab × hidden): Gemma ties them, so there is no
-    `lm_head` weight. RoPE tables and the causal mask are computed once per forward pass and shared by all layers.
-    With `return_hidden=True` the model also returns $h_0, \dots, h_L$, which we will need for debugging.
-    (`cache` is the KV cache of notebook 08; `last_only` skips the logits of all but the last position.)
-    """),
-    export("minigemma.model.Gemma"),
-    code("""
-    cfg = GemmaConfig.tiny(num_layers=6, num_heads=4, num_kv_heads=1)
-    torch.manual_seed(0)
-    model = Gemma(cfg).eval()
-    package_model = mg_model.Gemma(cfg).eval()
-    package_model.load_state_dict(model.state_dict())
+# %% [markdown]
+# ## 4. Debugging layer by layer (and common mistakes)
+#
+# When the final logits disagree, *where* did it start? Compare the residual stream after every block.
+# `minigemma` returns $h_0 \dots h_L$ with `return_hidden=True`; `transformers` returns its version with
+# `output_hidden_states=True`, with one catch: its **last** entry is taken *after* the final norm, so we apply
+# our final norm to $h_L$ before comparing it. We plot the relative difference
+# $\max|h^{\text{ours}}_\ell - h^{\text{ref}}_\ell| / \max|h^{\text{ref}}_\ell|$ per layer.
+#
+# Then we break one convention on purpose and watch the curve:
+#
+# * **RMSNorm without the $+1$** in block 3 only: scaling by $w$ instead of $(1 + w)$. Every layer before 3 still
+#   matches to float32 rounding; at block 3 the curve jumps and never comes back.
+# * **Embedding not multiplied by $\sqrt{D}$**: wrong from the very first hidden state.
 
-    ids = torch.tensor([[2, 17, 93, 5, 61, 8, 44, 120]])                     # (batch, seq); 2 = BOS
+# %%
+def per_layer_difference(ours, reference, ids):
+    """Relative max |difference| of the residual stream: entry 0 = embedding, entry l = after block l."""
     with torch.no_grad():
-        logits, hidden = model(ids, return_hidden=True)                      # (1, 8, vocab), 7 hidden states
-        assert torch.equal(logits, package_model(ids))
-        tied = rms_norm(hidden[-1], model.norm.weight, cfg.rms_norm_eps) @ model.embed.weight.T
-    torch.testing.assert_close(logits, tied, rtol=0, atol=0)
-    assert not any("lm_head" in name for name in model.state_dict())
-    print(f"logits {tuple(logits.shape)}; {len(hidden)} hidden states (embedding + {cfg.num_layers} blocks)")
-    print("logits == RMSNorm(h_L) @ E.T exactly, no lm_head; notebook Gemma == minigemma.model.Gemma")
-    """),
-    md(r"""
-    The same class at full size, on the `meta` device (shapes only, no memory). Notice 7B's attention: 16 heads ×
-    256 = 4096 is wider than the 3072-wide residual stream, so `q_proj` maps 3072 → 4096 and `o_proj` back.
-    """),
-    code("""
-    published = {"gemma_2b": 2_506_172_416, "gemma_7b": 8_537_680_896}
-    for preset, total in published.items():
-        with torch.device("meta"):
-            big = Gemma(getattr(GemmaConfig, preset)())
-        assert big.num_parameters() == total
-        attn = big.layers[0].attn
-        print(f"{preset}: {big.num_parameters():,} parameters (= published), {len(big.layers)} blocks, "
-              f"q_proj {tuple(attn.q_proj.weight.shape)}, k_proj {tuple(attn.k_proj.weight.shape)}, "
-              f"o_proj {tuple(attn.o_proj.weight.shape)}")
-    """),
-
-    md(r"""
-    ## 3. A checkpoint in the official layout, loaded with `mg.load_model`
-
-    We do what the test suite does: build `transformers`' `GemmaForCausalLM` from a tiny config, give it seeded
-    random weights, and `save_pretrained` it into a temporary directory. That directory has exactly the layout of
-    the published `google/gemma-2b` repository (`config.json` + `model.safetensors`, names like
-    `model.layers.0.self_attn.q_proj.weight`), just smaller. `mg.load_model` reads the config, maps every name,
-    checks every shape, and returns a `minigemma.Gemma`.
-    """),
-    code("""
-    import transformers
-    from transformers import GemmaForCausalLM
-
-    transformers.utils.logging.disable_progress_bar()                          # no progress bars in the output
+        _, ours_hidden = ours(ids, return_hidden=True)
+        ref_hidden = reference(ids, output_hidden_states=True).hidden_states
+        ours_hidden = list(ours_hidden[:-1]) + [ours.norm(ours_hidden[-1])]   # reference's last is normed
+    return [((a - b).abs().max() / b.abs().max()).item() for a, b in zip(ours_hidden, ref_hidden)]
 
 
-    def save_reference_checkpoint(cfg, directory, seed=0):
-        \"\"\"transformers' Gemma with seeded random weights, saved as a Hugging Face checkpoint directory.\"\"\"
-        torch.manual_seed(seed)
-        reference = randomize_(GemmaForCausalLM(hf_config(cfg)), seed).eval()
-        reference.save_pretrained(directory)
-        return reference
+class RMSNormWithoutOffset(RMSNorm):
+    """WRONG for Gemma: scales by w instead of (1 + w), as LLaMA-style RMSNorm does."""
+    def forward(self, x):
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()).to(x.dtype)
 
 
-    workdir = Path(tempfile.mkdtemp(prefix="minigemma-07-"))
-    cfg = GemmaConfig.tiny(num_layers=6, num_heads=4, num_kv_heads=1)        # MQA, like 2B
-    reference = save_reference_checkpoint(cfg, workdir / "tiny-gemma")
-    print(sorted(p.name for p in (workdir / "tiny-gemma").iterdir()))
-
-    from safetensors import safe_open
-    with safe_open(workdir / "tiny-gemma" / "model.safetensors", "pt") as f:
-        names = sorted(f.keys())
-    print(len(names), "tensors, e.g.", names[:3], "... no lm_head:", not any("lm_head" in n for n in names))
-    """),
-    code("""
-    loaded = mg.load_model(workdir / "tiny-gemma")
-    assert loaded.config == cfg, (loaded.config, cfg)
-    print(type(loaded).__name__, "| config read back == the one we saved:", loaded.config == cfg,
-          "| dtype", loaded.dtype)
-    """),
-    md(r"""
-    **Logit parity.** Same token ids into both models. Tolerance (float32, stated in the README):
-    `rtol=1e-5, atol=1e-4`. Both sides compute the same maths in float32; they differ only in summation order
-    (fused vs. eager attention, broadcast vs. copied K/V), and over 6 layers such differences stay at a
-    few $10^{-6}$ on logits of magnitude up to about 5. We check an MQA (2B-like) and an MHA (7B-like, heads × head_dim ≠ hidden)
-    model.
-    """),
-    code("""
-    def logits_parity(cfg, name, seed=0):
-        reference = save_reference_checkpoint(cfg, workdir / name, seed)
-        ours = mg.load_model(workdir / name)
-        ids = torch.randint(0, cfg.vocab_size, (2, 16), generator=torch.Generator().manual_seed(seed))
-        ids[:, 0] = 2                                                            # BOS first, as always
-        with torch.no_grad():
-            expected, actual = reference(ids).logits, ours(ids)
-        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-4)
-        return (actual - expected).abs().max().item(), expected.abs().max().item()
+class UnscaledEmbedding(Embedding):
+    """WRONG for Gemma: forgets the sqrt(hidden_size) factor."""
+    def forward(self, input_ids):
+        return nn.functional.embedding(input_ids, self.weight)
 
 
-    for name, cfg_ in {"mqa-like-2b": GemmaConfig.tiny(num_layers=6, num_heads=4, num_kv_heads=1),
-                       "mha-like-7b": GemmaConfig.tiny(num_layers=6, hidden_size=48, num_heads=4, num_kv_heads=4)}.items():
-        difference, scale = logits_parity(cfg_, name)
-        print(f"{name}: logits match transformers (max |diff| < 1e-4: {difference < 1e-4}, largest |logit| "
-              f"{scale:.2f})")
-    """),
+ids = torch.randint(0, cfg.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1))
+ids[:, 0] = 2
+correct = loaded
+broken_norm = copy.deepcopy(loaded)
+broken_norm.layers[3].attn_norm.__class__ = RMSNormWithoutOffset
+broken_embedding = copy.deepcopy(loaded)
+broken_embedding.embed.__class__ = UnscaledEmbedding
 
-    md(r"""
-    ## 4. Debugging layer by layer (and common mistakes)
+curves = {name: per_layer_difference(m, reference, ids) for name, m in
+          [("correct", correct), ("norm without +1 in block 3", broken_norm),
+           ("embedding without sqrt(D)", broken_embedding)]}
+tolerance = 1e-5
+for name, curve in curves.items():
+    first_bad = next((i for i, d in enumerate(curve) if d > tolerance), None)
+    print(f"{name:28s} first hidden state off by more than {tolerance:g}: "
+          f"{'none' if first_bad is None else ('embedding' if first_bad == 0 else f'after block {first_bad - 1}')}")
+assert all(d < tolerance for d in curves["correct"])
+assert all(d < tolerance for d in curves["norm without +1 in block 3"][:4])    # h_0 .. h_3 (before block 3) fine
+assert curves["norm without +1 in block 3"][4] > 1e-2                          # after block 3: clearly off
+assert curves["embedding without sqrt(D)"][0] > 1e-2
 
-    When the final logits disagree, *where* did it start? Compare the residual stream after every block.
-    `minigemma` returns $h_0 \dots h_L$ with `return_hidden=True`; `transformers` returns its version with
-    `output_hidden_states=True`, with one catch: its **last** entry is taken *after* the final norm, so we apply
-    our final norm to $h_L$ before comparing it. We plot the relative difference
-    $\max|h^{\text{ours}}_\ell - h^{\text{ref}}_\ell| / \max|h^{\text{ref}}_\ell|$ per layer.
+# %%
+fig, ax = plt.subplots(figsize=(8, 3.8))
+labels = ["embed"] + [f"block {i}" for i in range(cfg.num_layers - 1)] + [f"block {cfg.num_layers - 1}\n+ norm"]
+for (name, curve), style in zip(curves.items(), ["o-", "s--", "^:"]):
+    ax.semilogy(range(len(curve)), [max(d, 1e-9) for d in curve], style, label=name)
+ax.axhline(tolerance, color="gray", lw=0.8, ls="--")
+ax.text(0, tolerance * 1.5, "tolerance", color="gray", fontsize=8)
+ax.set_xticks(range(len(labels)), labels, fontsize=8)
+ax.set_ylabel("relative max |ours - reference|\n(floored at 1e-9)")
+ax.set_title("residual stream after each layer vs transformers (float32)")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
 
-    Then we break one convention on purpose and watch the curve:
+# %% [markdown]
+# Read the plot from the left: the first point above the tolerance line names the layer to inspect. The
+# correct model sits at float32 rounding everywhere ($\le 10^{-6}$); the missing $+1$ is invisible until
+# block 3 and then dominates; the missing $\sqrt{D}$ is wrong from the embedding on. The same function works on
+# real checkpoints, where it is the fastest way to find a loader or convention bug.
 
-    * **RMSNorm without the $+1$** in block 3 only: scaling by $w$ instead of $(1 + w)$. Every layer before 3 still
-      matches to float32 rounding; at block 3 the curve jumps and never comes back.
-    * **Embedding not multiplied by $\sqrt{D}$**: wrong from the very first hidden state.
-    """),
-    code("""
-    def per_layer_difference(ours, reference, ids):
-        \"\"\"Relative max |difference| of the residual stream: entry 0 = embedding, entry l = after block l.\"\"\"
-        with torch.no_grad():
-            _, ours_hidden = ours(ids, return_hidden=True)
-            ref_hidden = reference(ids, output_hidden_states=True).hidden_states
-            ours_hidden = list(ours_hidden[:-1]) + [ours.norm(ours_hidden[-1])]   # reference's last is normed
-        return [((a - b).abs().max() / b.abs().max()).item() for a, b in zip(ours_hidden, ref_hidden)]
+# %% [markdown]
+# ## 5. Real Gemma 1 weights (optional)
+#
+# Gemma 1 weights are licence-gated, so these cells only run when you point `MINIGEMMA_GEMMA_2B` /
+# `MINIGEMMA_GEMMA_7B` at a checkpoint you downloaded (a Hugging Face directory or a Kaggle `.ckpt`). They compare
+# minigemma's logits with the reference's, both in bfloat16 (a float32 7B would need 34 GB), within 5% of the
+# largest logit, the bfloat16 tolerance explained in the README. Their output depends on your machine, so it is not checked by the notebook tests.
 
+# %% tags=nbval-ignore-output
+from minigemma.reference.compare import compare_logits_with_reference, run_if_available
 
-    class RMSNormWithoutOffset(RMSNorm):
-        \"\"\"WRONG for Gemma: scales by w instead of (1 + w), as LLaMA-style RMSNorm does.\"\"\"
-        def forward(self, x):
-            x32 = x.float()
-            return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()).to(x.dtype)
+for size in ("2b", "7b"):
+    run_if_available(size, compare_logits_with_reference)        # both in bfloat16, one model in memory at a time
 
+# %% [markdown]
+# ## Summary
+#
+# You built **`minigemma/block.py`** and **`minigemma/model.py`**:
+#
+# * `DecoderBlock`: $h + \mathrm{Attn}(\mathrm{RMSNorm}(h))$, then $h + \mathrm{GeGLU}(\mathrm{RMSNorm}(h))$,
+#   equal to `transformers`' `GemmaDecoderLayer`;
+# * `Gemma`: embedding × $\sqrt{D}$, the stack of blocks, the final RMSNorm and logits through the **tied**
+#   embedding matrix; 2,506,172,416 parameters at 2B size and 8,537,680,896 at 7B;
+# * loaded from an official-layout checkpoint with `mg.load_model` (`minigemma/weights/checkpoint.py`), its logits equal
+#   `GemmaForCausalLM`'s within float32 rounding, and a per-layer plot that points at the first wrong layer.
+#
+# Next: generating text quickly with a KV cache, and choosing tokens (notebook 08).
 
-    class UnscaledEmbedding(Embedding):
-        \"\"\"WRONG for Gemma: forgets the sqrt(hidden_size) factor.\"\"\"
-        def forward(self, input_ids):
-            return nn.functional.embedding(input_ids, self.weight)
-
-
-    ids = torch.randint(0, cfg.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1))
-    ids[:, 0] = 2
-    correct = loaded
-    broken_norm = copy.deepcopy(loaded)
-    broken_norm.layers[3].attn_norm.__class__ = RMSNormWithoutOffset
-    broken_embedding = copy.deepcopy(loaded)
-    broken_embedding.embed.__class__ = UnscaledEmbedding
-
-    curves = {name: per_layer_difference(m, reference, ids) for name, m in
-              [("correct", correct), ("norm without +1 in block 3", broken_norm),
-               ("embedding without sqrt(D)", broken_embedding)]}
-    tolerance = 1e-5
-    for name, curve in curves.items():
-        first_bad = next((i for i, d in enumerate(curve) if d > tolerance), None)
-        print(f"{name:28s} first hidden state off by more than {tolerance:g}: "
-              f"{'none' if first_bad is None else ('embedding' if first_bad == 0 else f'after block {first_bad - 1}')}")
-    assert all(d < tolerance for d in curves["correct"])
-    assert all(d < tolerance for d in curves["norm without +1 in block 3"][:4])    # h_0 .. h_3 (before block 3) fine
-    assert curves["norm without +1 in block 3"][4] > 1e-2                          # after block 3: clearly off
-    assert curves["embedding without sqrt(D)"][0] > 1e-2
-    """),
-    code("""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    labels = ["embed"] + [f"block {i}" for i in range(cfg.num_layers - 1)] + [f"block {cfg.num_layers - 1}\\n+ norm"]
-    for (name, curve), style in zip(curves.items(), ["o-", "s--", "^:"]):
-        ax.semilogy(range(len(curve)), [max(d, 1e-9) for d in curve], style, label=name)
-    ax.axhline(tolerance, color="gray", lw=0.8, ls="--")
-    ax.text(0, tolerance * 1.5, "tolerance", color="gray", fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("relative max |ours - reference|\\n(floored at 1e-9)")
-    ax.set_title("residual stream after each layer vs transformers (float32)")
-    ax.legend(fontsize=8)
-    plt.tight_layout()
-    plt.show()
-    """),
-    md(r"""
-    Read the plot from the left: the first point above the tolerance line names the layer to inspect. The
-    correct model sits at float32 rounding everywhere ($\le 10^{-6}$); the missing $+1$ is invisible until
-    block 3 and then dominates; the missing $\sqrt{D}$ is wrong from the embedding on. The same function works on
-    real checkpoints, where it is the fastest way to find a loader or convention bug.
-    """),
-
-    md(r"""
-    ## 5. Real Gemma 1 weights (optional)
-
-    Gemma 1 weights are licence-gated, so these cells only run when you point `MINIGEMMA_GEMMA_2B` /
-    `MINIGEMMA_GEMMA_7B` at a checkpoint you downloaded (a Hugging Face directory or a Kaggle `.ckpt`). They compare
-    minigemma's logits with the reference's, both in bfloat16 (a float32 7B would need 34 GB), within 5% of the
-    largest logit, the bfloat16 tolerance explained in the README. Their output depends on your machine, so it is not checked by the notebook tests.
-    """),
-    code(REAL_WEIGHTS_CELL.format(size="2b"), tags=("nbval-ignore-output",)),
-    code(REAL_WEIGHTS_CELL.format(size="7b"), tags=("nbval-ignore-output",)),
-
-    md(r"""
-    ## Summary
-
-    You built **`minigemma/block.py`** and **`minigemma/model.py`**:
-
-    * `DecoderBlock`: $h + \mathrm{Attn}(\mathrm{RMSNorm}(h))$, then $h + \mathrm{GeGLU}(\mathrm{RMSNorm}(h))$,
-      equal to `transformers`' `GemmaDecoderLayer`;
-    * `Gemma`: embedding × $\sqrt{D}$, the stack of blocks, the final RMSNorm and logits through the **tied**
-      embedding matrix; 2,506,172,416 parameters at 2B size and 8,537,680,896 at 7B;
-    * loaded from an official-layout checkpoint with `mg.load_model` (`minigemma/weights/checkpoint.py`), its logits equal
-      `GemmaForCausalLM`'s within float32 rounding, and a per-layer plot that points at the first wrong layer.
-
-    Next: generating text quickly with a KV cache, and choosing tokens (notebook 08).
-    """),
-    code("""
-    import shutil
-    shutil.rmtree(workdir)                                                      # remove the temporary checkpoints
-    """),
-]
+# %%
+import shutil
+shutil.rmtree(workdir)                                                      # remove the temporary checkpoints

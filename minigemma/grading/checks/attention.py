@@ -5,6 +5,7 @@ import random
 import torch
 
 from ...attention import attend_eager, causal_mask as reference_mask
+from ...gemma3 import sliding_window_mask as reference_window_mask
 from ..compare import diagnose, expect_tensor, fresh_generator, randn
 from ..core import Mismatch, check, require_callable
 
@@ -87,13 +88,13 @@ def check_sliding_window_mask(sliding_window_mask):
     require_callable(sliding_window_mask, "sliding_window_mask")
     seq, window = random.randint(7, 10), random.randint(2, 4)
     positions = torch.arange(seq)
-    expected = reference_mask(positions, positions, window)
+    expected = reference_window_mask(positions, positions, window)
     out = expect_mask(sliding_window_mask(seq, window), (seq, seq), "sliding_window_mask")
     distance = positions[:, None] - positions[None, :]
     diagnose(out, expected, [
-        (reference_mask(positions, positions, window + 1),
+        (reference_window_mask(positions, positions, window + 1),
          "off by one: each query sees exactly `window` keys, itself included (0 <= q - k < window)."),
-        (reference_mask(positions, positions, window - 1),
+        (reference_window_mask(positions, positions, window - 1),
          "off by one: each query sees exactly `window` keys, itself included (0 <= q - k < window)."),
         (distance.abs() < window, "the window must also be causal: no key after the query."),
         (reference_mask(positions, positions), "you ignored the window: this is the plain causal mask.")],

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...bpe import CONTROL, UNKNOWN, USER_DEFINED
 from .file import read_gguf
 from ..tensor_files import CheckpointError
 
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 SPACE, META_SPACE = " ", "\u2581"
 
 
