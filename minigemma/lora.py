@@ -65,13 +65,16 @@ def check_lora_options(targets, r, alpha) -> None:
                          f"got {targets!r}")
 
 
-def add_lora(model: nn.Module, targets=("q_proj", "v_proj"), r: int = 8, alpha: float = 16.0) -> nn.Module:
-    """Freeze every parameter of `model` and put a LoRALinear around each module whose name ends in a target."""
+def add_lora(model: nn.Module, targets=("q_proj", "v_proj"), r: int = 8, alpha: float = 16.0,
+             layers=None) -> nn.Module:
+    """Freeze every parameter of `model` and put a LoRALinear around each module whose name ends in a target
+    (in every layer, or only in `layers`: adapting the last few layers keeps the backward pass short)."""
     check_lora_options(targets, r, alpha)
     for p in model.parameters():
         p.requires_grad_(False)
     found = [(name, module) for name, module in model.named_modules()
-             if name.split(".")[-1] in targets and not isinstance(module, LoRALinear)]
+             if name.split(".")[-1] in targets and not isinstance(module, LoRALinear)
+             and (layers is None or int(name.split(".")[1]) in layers)]
     if not found:
         raise ValueError(f"no module named {list(targets)} in the model (minigemma's projections: q_proj, k_proj, "
                          "v_proj, o_proj, gate_proj, up_proj, down_proj)")
@@ -110,7 +113,8 @@ def adapter_config(model: nn.Module) -> dict:
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": first.r, "lora_alpha": first.alpha,
             "target_modules": sorted({name.split(".")[-1] for name in layers}), "lora_dropout": 0.0,
             "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "use_dora": False,
-            "init_lora_weights": True, "inference_mode": True, "base_model_name_or_path": None}
+            "init_lora_weights": True, "inference_mode": True, "base_model_name_or_path": None,
+            "layers_to_transform": sorted({int(name.split(".")[1]) for name in layers})}
 
 
 def save_adapter(model: nn.Module, folder) -> Path:
@@ -138,7 +142,8 @@ def load_adapter(model: nn.Module, folder) -> nn.Module:
     config = json.loads(config_file.read_text())
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{config_file}: peft_type is {config.get('peft_type')!r}, expected 'LORA'")
-    add_lora(model, config["target_modules"], r=config["r"], alpha=config["lora_alpha"])
+    add_lora(model, config["target_modules"], r=config["r"], alpha=config["lora_alpha"],
+             layers=config.get("layers_to_transform"))
     tensors = load_file(weights_file)
     with torch.no_grad():
         for name, layer in lora_layers(model).items():

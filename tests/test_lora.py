@@ -82,6 +82,16 @@ def test_peft_loads_our_adapter_onto_transformers_and_agrees(tmp_path):
         assert not torch.allclose(model(IDS), theirs, **F32)
 
 
+def test_peft_agrees_when_only_some_layers_are_adapted(tmp_path):
+    from peft import PeftModel
+    ref, model = base_pair()
+    trained_looking_(add_lora(model, ["q_proj"], r=2, alpha=2, layers=[1]))
+    assert list(lora_layers(model)) == ["layers.1.attn.q_proj"]
+    peft_model = PeftModel.from_pretrained(ref, save_adapter(model, tmp_path)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(IDS), peft_model(IDS).logits, **F32)
+
+
 def test_saved_adapter_loads_back_into_minigemma(tmp_path):
     _, model = base_pair()
     trained_looking_(add_lora(model, TARGETS, r=4, alpha=8))

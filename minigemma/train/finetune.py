@@ -38,16 +38,17 @@ def answer_perplexity(model, tokenizer, examples) -> float:
 
 
 def finetune(model, tokenizer, steps: int = 60, batch_size: int = 8, r: int = 8, alpha: float = 16.0,
-             targets=("q_proj", "v_proj"), lr: float = 2e-3, seed: int = 0, progress: bool = True) -> dict:
+             targets=("q_proj", "v_proj"), lr: float = 2e-3, seed: int = 0, progress: bool = True,
+             layers=None, heldout_count: int | None = None, max_new_tokens: int = 24) -> dict:
     """Before/after answers and perplexity on the held-out split, around a LoRA run on the train split."""
     torch.manual_seed(seed)
-    train_rows, heldout = read_examples(split="train"), read_examples(split="heldout")
-    before = [answer(model, tokenizer, e["user"]) for e in heldout]
+    train_rows, heldout = read_examples(split="train"), read_examples(split="heldout")[:heldout_count]
+    before = [answer(model, tokenizer, e["user"], max_new_tokens) for e in heldout]
     ppl_before = answer_perplexity(model, tokenizer, heldout)
-    add_lora(model, list(targets), r=r, alpha=alpha)
+    add_lora(model, list(targets), r=r, alpha=alpha, layers=layers)
     losses = train(model, batches(tokenizer, train_rows, batch_size, steps, seed), steps, lr=lr,
                    warmup=max(1, steps // 10), progress=progress)
-    after = [answer(model, tokenizer, e["user"]) for e in heldout]
+    after = [answer(model, tokenizer, e["user"], max_new_tokens) for e in heldout]
     return {"steps": steps, "batch_size": batch_size, "r": r, "alpha": alpha, "targets": list(targets),
             "lr": lr, "losses": losses, "before": before, "after": after,
             "heldout_perplexity": {"before": ppl_before, "after": answer_perplexity(model, tokenizer, heldout)}}
