@@ -28,14 +28,15 @@ import build  # noqa: E402  (exercises/build.py)
 
 STUBS = sorted(EXERCISES.glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS = sorted((EXERCISES / "solutions").glob("[0-9][0-9]_*.ipynb"))
-TOPICS = ["tokenizer", "embeddings", "rmsnorm", "rope", "attention", "geglu", "decoder", "kv_cache_sampling", "vram"]
+TOPICS = ["tokenizer", "embeddings", "rmsnorm", "rope", "attention", "geglu", "decoder", "kv_cache_sampling", "vram",
+          "training"]
 NBGRADER_KEYS = {"grade", "grade_id", "locked", "points", "schema_version", "solution", "task", "cell_type",
                  "checksum"}
 
 
 # ---- sources, build and metadata ---------------------------------------------------------------------------------
 
-def test_nine_exercises_each_with_a_solution():
+def test_ten_exercises_each_with_a_solution():
     assert [p.stem[3:] for p in STUBS] == TOPICS
     assert [p.name for p in SOLUTIONS] == [p.name for p in STUBS]
 

@@ -142,3 +142,21 @@ def test_bad_options_and_files_are_named(tmp_path):
         load_adapter(model, tmp_path)
     with pytest.raises(ValueError, match="no LoRA adapters"):
         save_adapter(mg.Gemma(CFG), tmp_path)
+
+
+# ---- exercise 12's checks name the classic mistakes ---------------------------------------------------------
+def test_exercise_checks_pass_the_reference_and_name_each_mistake():
+    import torch.nn.functional as F
+    from minigemma.grading import check_lora_forward, check_next_token_loss
+
+    def loss(logits, ids, pad_id=0, shift=True, ignore=True):
+        pred, target = (logits[:, :-1], ids[:, 1:]) if shift else (logits, ids)
+        target = target.masked_fill(target == pad_id, -100) if ignore else target
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=-100)
+
+    assert check_next_token_loss.run(loss).passed
+    assert "off by one" in check_next_token_loss.run(lambda l, i, p=0: loss(l, i, p, shift=False)).message
+    assert "padding is scored" in check_next_token_loss.run(lambda l, i, p=0: loss(l, i, p, ignore=False)).message
+    assert check_lora_forward.run(lambda x, W, A, B, a, r: x @ W.T + (a / r) * (x @ A.T) @ B.T).passed
+    assert "alpha / r, not by alpha" in check_lora_forward.run(
+        lambda x, W, A, B, a, r: x @ W.T + a * (x @ A.T) @ B.T).message
