@@ -77,3 +77,10 @@ def test_vram_train_prints_2b_and_7b(capsys):
     assert main(["vram", "--train", "lora"]) == 0
     out = capsys.readouterr().out
     assert "Gemma 2B" in out and "Gemma 7B" in out and all(c in out for c in ("1024", "4096", "8192"))
+
+
+def test_readme_shows_the_vram_train_output_as_it_is(capsys):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert main(["vram", "--train", "lora"]) == 0
+    assert "$ minigemma vram --train lora\n" + capsys.readouterr().out in readme, "paste the output anew"
