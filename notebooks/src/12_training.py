@@ -22,6 +22,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from torch import nn
 from IPython.display import Image, display
 
 import minigemma as mg
@@ -129,7 +130,8 @@ ours = mg.Gemma(cfg)
 state = {hf_to_minigemma_name(n, gemma3=False): t for n, t in ref.state_dict().items()}
 state.pop(None)                                          # lm_head is tied to the embedding
 ours.load_state_dict(state)
-ref(batch_ids, labels=batch_ids).loss.backward()
+reference_loss = ref(batch_ids, labels=batch_ids).loss   # kept for the "common mistakes" check
+reference_loss.backward()
 causal_lm_loss(ours, batch_ids).backward()
 mine = dict(ours.named_parameters())
 worst = max(float((mine[hf_to_minigemma_name(n, False)].grad - p.grad).abs().max() / p.grad.abs().max())
@@ -248,9 +250,9 @@ for name, config in (("2B", mg.GemmaConfig.gemma_2b()), ("7B", mg.GemmaConfig.ge
 
 # %%
 def check_loss(loss_fn):
+    expected = float(reference_loss)                     # transformers' loss on these tokens (section 4)
     with torch.no_grad():
-        expected = ref(batch_ids, labels=batch_ids).loss
-        assert abs(float(loss_fn(ours, batch_ids)) - float(expected)) < 1e-5 * float(expected)
+        assert abs(float(loss_fn(ours, batch_ids)) - expected) < 1e-5 * expected
 
 
 def unshifted_loss(m, x):                                # predicts the token it already sees
