@@ -12,7 +12,7 @@
 import torch
 import torch.nn.functional as F
 
-from minigemma.grading import check_lora_forward, check_next_token_loss
+from minigemma.grading import check_lora_forward, check_lora_merge, check_next_token_loss
 
 # %% [markdown]
 # ## Task 1 · The next-token loss (4 points)
@@ -45,3 +45,18 @@ def lora_forward(x, W, A, B, alpha, r):
 
 # %% grade lora-forward points=3
 check_lora_forward(lora_forward)
+
+# %% [markdown]
+# ## Task 3 · Merging (2 points)
+#
+# Write `merge_lora_weight(W, A, B, alpha, r)`: the plain weight `(out, in)` that gives the same outputs as the
+# adapted layer, so inference needs no adapter.
+
+# %% solution lora-merge
+def merge_lora_weight(W, A, B, alpha, r):
+    ### BEGIN SOLUTION
+    return W + (alpha / r) * B @ A
+    ### END SOLUTION
+
+# %% grade lora-merge points=2
+check_lora_merge(merge_lora_weight)

@@ -62,3 +62,18 @@ def check_lora_forward(lora_forward):
     if not torch.equal(lora_forward(x, W, A, torch.zeros_like(B), alpha, r), base) and not torch.allclose(
             lora_forward(x, W, A, torch.zeros_like(B), alpha, r), base, atol=1e-6):
         raise Mismatch("with B = 0 the adapted layer must equal the frozen one.")
+
+
+@check("lora-merge")
+def check_lora_merge(merge_lora_weight):
+    require_callable(merge_lora_weight, "merge_lora_weight")
+    gen = fresh_generator()
+    d_in, d_out, r, alpha = random.choice([12, 16]), random.choice([8, 10]), random.choice([2, 4]), 8.0
+    W, A, B = randn(d_out, d_in, gen=gen), randn(r, d_in, gen=gen, scale=0.3), randn(d_out, r, gen=gen, scale=0.3)
+    out = expect_tensor(merge_lora_weight(W.clone(), A.clone(), B.clone(), alpha, r), (d_out, d_in),
+                        name="merge_lora_weight")
+    wrong = [(W + alpha * B @ A, "scale B A by alpha / r, not by alpha."),
+             (W + B @ A, "the merged update is (alpha / r) B A, scaled."),
+             ((alpha / r) * B @ A, "keep the frozen W: merged = W + (alpha / r) B A.")]
+    diagnose(out, W + (alpha / r) * B @ A, wrong, "your merged weight differs from W + (alpha / r) B A.",
+             rtol=1e-5, atol=1e-5)
