@@ -220,7 +220,7 @@ for b, a in zip(saved["before"], saved["after"]):
 print("held-out answer perplexity:", {k: round(v, 1) for k, v in saved["heldout_perplexity"].items()})
 print("stopped at <end_of_turn>: before", sum(b["stopped"] for b in saved["before"]), "/", len(saved["before"]),
       " after", sum(a["stopped"] for a in saved["after"]), "/", len(saved["after"]))
-plot_losses(saved["losses"]);
+display(Image(filename=str(run / "loss_curve.png")))      # written by plot_losses in the command
 
 # %% [markdown]
 # ## 7. Training memory versus "16 bytes per parameter"
@@ -250,7 +250,7 @@ for name, config in (("2B", mg.GemmaConfig.gemma_2b()), ("7B", mg.GemmaConfig.ge
 
 # %%
 def check_loss(loss_fn):
-    expected = float(reference_loss)                     # transformers' loss on these tokens (section 4)
+    expected = float(reference_loss.detach())                   # transformers' loss on these tokens (section 4)
     with torch.no_grad():
         assert abs(float(loss_fn(ours, batch_ids)) - expected) < 1e-5 * expected
 
