@@ -29,7 +29,7 @@ import build  # noqa: E402  (exercises/build.py)
 STUBS = sorted(EXERCISES.glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS = sorted((EXERCISES / "solutions").glob("[0-9][0-9]_*.ipynb"))
 TOPICS = ["tokenizer", "embeddings", "rmsnorm", "rope", "attention", "geglu", "decoder", "kv_cache_sampling", "vram",
-          "quantization"]
+          "quantization", "training"]
 NBGRADER_KEYS = {"grade", "grade_id", "locked", "points", "schema_version", "solution", "task", "cell_type",
                  "checksum"}
 

@@ -69,6 +69,9 @@ def row(config, fmt, args) -> tuple[list[float], memory.Estimate]:
 
 def run(args) -> int:
     """args: the parsed flags of `minigemma vram` (declared, with their types, in cli/__init__.py)."""
+    if args.train:                                     # memory/training_cli.py
+        from .training_cli import run_train
+        return run_train(args)
     overhead = int(args.overhead_gib * memory.GiB)
     name, config = load_config(args.model)
     too_long = [n for n in args.context if n > config.max_seq_len]
