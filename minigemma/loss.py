@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .model import check_input
+
 IGNORE_INDEX = -100
 
 
@@ -64,7 +66,7 @@ def nll_from_hidden(hidden, head, labels, chunk_size: int = 256) -> tuple[torch.
 
 def final_hidden(model, input_ids: torch.Tensor) -> torch.Tensor:
     """The normed last hidden states (batch, seq, hidden) -- model.forward without the output head."""
-    model.check_input(input_ids, None)
+    check_input(input_ids, None, model.config)
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)
     layer_inputs = model.rope_and_masks(positions, positions)    # [(rope, mask)] per layer
     h = model.embed(input_ids)                                  # (batch, seq, hidden)

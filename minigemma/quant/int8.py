@@ -36,11 +36,26 @@ def dequantize_int8_rows(q: torch.Tensor, scale: torch.Tensor, dtype=torch.float
     return (q.float() * scale.float()[:, None]).to(dtype)
 
 
+class PackedInt8Matmul(torch.autograd.Function):
+    """The packed kernel has no derivative; the weights are frozen, so only the input's is needed (QLoRA trains
+    adapters through it): grad_x = grad_out @ (q * scale)."""
+
+    @staticmethod
+    def forward(ctx, x, q, scale):
+        ctx.save_for_backward(q, scale)
+        out = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale)   # (tokens, rows)
+        return out.view(*x.shape[:-1], q.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, scale = ctx.saved_tensors
+        return grad_out @ dequantize_int8_rows(q, scale, grad_out.dtype), None, None
+
+
 def int8_matmul(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """x (..., cols) @ (q * scale).T -> (..., rows): the packed kernel where it applies, else dequantize + linear."""
     if uses_int8_kernel(x, scale):
-        out = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale)   # (tokens, rows)
-        return out.view(*x.shape[:-1], q.shape[0])
+        return PackedInt8Matmul.apply(x, q, scale)
     wide = torch.promote_types(x.dtype, torch.float32)              # dequantized weights are not rounded to bf16
     return F.linear(x.to(wide), dequantize_int8_rows(q, scale, wide)).to(x.dtype)
 
