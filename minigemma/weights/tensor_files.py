@@ -32,7 +32,7 @@ def check_entry(path: Path, name: str, info, data_size: int) -> None:
     """One header entry: a known dtype, a shape, and a byte range inside the data section that fits the shape."""
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
         raise CheckpointError(f"{path}: corrupt safetensors header: entry {name} lacks dtype/shape/data_offsets")
-    if info["dtype"] not in SAFETENSORS_DTYPES:
+    if not isinstance(info["dtype"], str) or info["dtype"] not in SAFETENSORS_DTYPES:
         raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info['dtype']!r}")
     offsets, shape = info["data_offsets"], info["shape"]
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(is_int(o) for o in offsets)

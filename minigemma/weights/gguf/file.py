@@ -102,7 +102,7 @@ class Cursor:
                 (n,) = struct.unpack_from("<Q", data, pos)
                 out.append(str(data[pos + 8:pos + 8 + n], "utf-8", "replace"))
                 pos += 8 + n
-        except struct.error:
+        except (struct.error, OverflowError):                # ran off the end, or a length beyond any file
             pos = len(data) + 8
         if pos > len(data):
             raise CheckpointError(f"{self.path}: truncated GGUF: a string array runs past the end of the file "

@@ -65,6 +65,9 @@ def vocabulary_list(path, metadata: dict, key: str) -> list:
     if not isinstance(value, list) or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
         raise CheckpointError(f"{path}: GGUF key tokenizer.ggml.{key} should be a list of "
                               f"{'strings' if key == 'tokens' else 'numbers'}, found {value!r:.60}")
+    if key == "token_type" and not all(NORMAL <= v <= BYTE for v in value):
+        raise CheckpointError(f"{path}: GGUF key tokenizer.ggml.token_type holds "
+                              f"{next(v for v in value if not NORMAL <= v <= BYTE)}; SentencePiece types are 1 to 6")
     return value
 
 
@@ -80,5 +83,8 @@ def load_gguf_processor(path: Path):
     """A sentencepiece.SentencePieceProcessor for the GGUF's vocabulary."""
     import sentencepiece as spm
     processor = spm.SentencePieceProcessor()
-    processor.LoadFromSerializedProto(sentencepiece_proto(path))
+    try:
+        processor.LoadFromSerializedProto(sentencepiece_proto(path))
+    except RuntimeError as err:                                    # e.g. a piece holding NUL, a duplicate piece
+        raise CheckpointError(f"{path}: the GGUF vocabulary is not a valid SentencePiece model ({err})") from None
     return processor
