@@ -19,8 +19,9 @@ The map. At the top, the lesson modules, in the order the course builds them (no
     gemma3 [10]       Gemma 3 as subclasses of the above: QK-norm, sandwich norms, local/global layers
 Below them, everything that is not a lesson, one subpackage per capability:
     weights/    loading checkpoints: checkpoint (load_model), assemble (the one weight-assembly path), layouts
-                (Hugging Face and gemma_pytorch names and configs), tensor_files (safetensors reader, CheckpointError),
-                summary (what `minigemma info` reports), gguf/ (file reader, Gemma 3 loader, tokenizer)
+                (Hugging Face and gemma_pytorch names and configs), tensor_files (safetensors reader), guards
+                (hostile-file checks, CheckpointError), summary (what `minigemma info` reports), gguf/ (file reader,
+                Gemma 3 loader, tokenizer)
     memory/     bytes from the config [09]: inference (the estimate), formats (weight storage formats), measure
                 (torch.profiler check), vram_cli (the `minigemma vram` command)
     reference/  compare: minigemma against transformers on a real Gemma 1 checkpoint of your own
