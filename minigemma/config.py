@@ -8,7 +8,6 @@ Not here: Gemma 3's extra fields (`gemma3.Gemma3Config`), reading a checkpoint's
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 
@@ -34,7 +33,7 @@ class GemmaConfig:
                 raise ValueError(f"GemmaConfig.{name} must be a positive integer, got {value!r}")
         for name in ["rope_theta", "rms_norm_eps"]:                  # 0 or NaN here: NaN logits, silently
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
                 raise ValueError(f"GemmaConfig.{name} must be a finite number > 0, got {value!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "

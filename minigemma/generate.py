@@ -16,7 +16,6 @@ from typing import Callable, Iterable
 import torch
 
 EOS_ID, PAD_ID = 1, 0
-MIN_TEMPERATURE = 1e-6          # below it, softmax(logits / T) overflows float32 (and is greedy anyway)
 
 
 def is_integer(value) -> bool:
@@ -28,8 +27,8 @@ def check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None) -> None
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
     if not isinstance(temperature, Real) or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
-    if 0 < temperature < MIN_TEMPERATURE:                 # logits / 1e-45 overflows float32 to inf, then NaN
-        raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {temperature!r}")
+    if 0 < temperature < 1e-6:                            # logits / 1e-45 overflows float32 to inf, then NaN
+        raise ValueError(f"temperature must be 0 (greedy) or at least 1e-06, got {temperature!r}")
     if top_k is not None and (not is_integer(top_k) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
     if top_p is not None and not (isinstance(top_p, Real) and 0 < top_p <= 1):
