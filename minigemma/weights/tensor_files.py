@@ -99,7 +99,8 @@ def load_pickle_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         lines = [line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line]
         found = lines[0].strip() if lines else type(err).__name__
         raise CheckpointError(f"{path}: refused to load: the file holds code or objects other than tensors and "
-                              f"plain containers, and minigemma never runs pickled code (weights_only=True refused {found})") from None
+                              "plain containers, and minigemma never runs pickled code "
+                              f"(weights_only=True refused {found})") from None
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
     state = obj.get("model_state_dict", obj) if isinstance(obj, dict) else None
