@@ -30,7 +30,12 @@ NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, malformed, or does not fit the model; the message says which file/tensor."""
+    """A checkpoint is missing, malformed, or does not fit the model; the message says which file/tensor.
+    Always one line of at most 1,000 characters, whatever names a hostile file holds."""
+
+    def __init__(self, message: str):
+        line = " ".join(str(message).split())
+        super().__init__(line if len(line) <= 1000 else line[:997] + "...")
 
 
 def file_kind(mode: int) -> str:
