@@ -20,8 +20,9 @@ The map. At the top, the lesson modules, in the order the course builds them (no
     loss, lora [12]   chunked next-token cross-entropy and perplexity; LoRA adapters as a transform (PEFT files)
 Below them, everything that is not a lesson, one subpackage per capability:
     weights/    loading checkpoints: checkpoint (load_model), assemble (the one weight-assembly path), layouts
-                (Hugging Face and gemma_pytorch names and configs), tensor_files (safetensors reader, CheckpointError),
-                summary (what `minigemma info` reports), gguf/ (file reader, Gemma 3 loader, tokenizer)
+                (Hugging Face and gemma_pytorch names and configs), tensor_files (safetensors reader), guards
+                (hostile-file checks, CheckpointError), summary (what `minigemma info` reports), gguf/ (file reader,
+                Gemma 3 loader, tokenizer)
     memory/     bytes from the config [09]: inference (the estimate), formats (weight storage formats), measure
                 (torch.profiler check), vram_cli (the `minigemma vram` command); training [12] (weights,
                 gradients, optimizer states, activations) and training_cli (`minigemma vram --train`)

@@ -29,8 +29,12 @@ class GemmaConfig:
                     "num_kv_heads", "head_dim", "max_seq_len"]
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"GemmaConfig.{name} must be a positive integer, got {value!r}")
+        for name in ["rope_theta", "rms_norm_eps"]:                  # 0 or NaN here: NaN logits, silently
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
+                raise ValueError(f"GemmaConfig.{name} must be a finite number > 0, got {value!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
                              f"({self.num_kv_heads}): each KV head serves a whole group of query heads")

@@ -27,17 +27,23 @@ def check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None) -> None
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
     if not isinstance(temperature, Real) or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+    if 0 < temperature < 1e-6:                            # logits / 1e-45 overflows float32 to inf, then NaN
+        raise ValueError(f"temperature must be 0 (greedy) or at least 1e-06, got {temperature!r}")
     if top_k is not None and (not is_integer(top_k) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
     if top_p is not None and not (isinstance(top_p, Real) and 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-    if seed is not None and not is_integer(seed):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    if seed is not None and (not is_integer(seed) or not 0 <= seed < 2**64):
+        raise ValueError(f"seed must be an integer from 0 to 2**64 - 1 or None, got {seed!r}")
 
 
 def as_batch(input_ids) -> torch.Tensor:
     """A list of ids, a 1-D or a 2-D tensor -> int64 tensor (batch, seq)."""
-    ids = torch.as_tensor(input_ids)
+    try:
+        ids = torch.as_tensor(input_ids)
+    except (ValueError, TypeError, RuntimeError):
+        raise ValueError("token ids must be a list of integers, a list of equal-length lists (prompts in a batch "
+                         "share a length), or a tensor") from None
     if ids.numel() and (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool):
         raise ValueError(f"token ids must be integers, got {ids.dtype}")
     ids = ids.long()
@@ -90,6 +96,8 @@ def generate(model, input_ids, max_new_tokens: int = 32, temperature: float = 0.
         raise ValueError(f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) needs {total} positions, "
                          f"which exceeds the model's context of {model.config.max_seq_len} tokens")
     generator = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
+    if not all(is_integer(i) for i in stop_ids):
+        raise ValueError(f"stop_ids must be integers (token ids), got {list(stop_ids)!r:.80}")
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=prompt.device)
     cache = model.new_cache(batch, total) if use_cache else None
 
@@ -97,6 +105,9 @@ def generate(model, input_ids, max_new_tokens: int = 32, temperature: float = 0.
     finished = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
         logits = model(step_input if use_cache else tokens, cache=cache, last_only=True)[:, -1]   # (batch, vocab)
+        if not torch.isfinite(logits).all():             # NaN/inf weights, or a config that makes them
+            raise ValueError(f"the model produced NaN or infinite logits at new token {len(new_ids)}: its weights "
+                             "or config are invalid")
         next_ids = sample_next(logits, temperature, top_k, top_p, generator)
         next_ids = next_ids.masked_fill(finished, PAD_ID)
         new_ids.append(next_ids)

