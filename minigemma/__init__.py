@@ -35,8 +35,8 @@ Below them, everything that is not a lesson, one subpackage per capability:
                 sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
                 sampling, vram)
     quant/      transforms of a finished model: quantize (transform; int8 and int4 linears over PyTorch's packed
-                kernels, int8_groups, embedding for the tied head), kv_int8 (an int8 KV cache), gguf_blocks and
-                ggml_blocks (GGUF block bytes decoded), gguf_native (a GGUF loaded with its blocks kept)
+                kernels, int8_groups, embedding for the tied head), kv_int8 (an int8 KV cache), ggml_blocks
+                (GGUF block bytes -> codes and scales, and floats), gguf_native (a GGUF loaded with its blocks kept)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
 from .config import GemmaConfig

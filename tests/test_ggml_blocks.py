@@ -35,7 +35,7 @@ def reference(kind: str, blocks: np.ndarray) -> torch.Tensor:
 @pytest.mark.parametrize("kind", sorted(gb.DECODERS))
 def test_random_blocks_decode_bit_for_bit_like_gguf(kind):
     blocks = random_blocks(kind)
-    ours = gb.DECODERS[kind](torch.from_numpy(blocks))
+    ours = gb.dequantize(kind, torch.from_numpy(blocks))
     # Exact: both compute the same float32 products of f16 scales and small integers, in the same order.
     torch.testing.assert_close(ours, reference(kind, blocks), rtol=0, atol=0)
 
@@ -66,12 +66,12 @@ def swapped_nibbles_q4_k(blocks: torch.Tensor) -> torch.Tensor:
     """Q4_K with the high nibble taken as the first 32 weights: a plausible mistake."""
     swapped = blocks.clone()
     swapped[:, 16:] = (blocks[:, 16:] >> 4) | (blocks[:, 16:] << 4)
-    return gb.dequantize_q4_k(swapped)
+    return gb.dequantize("Q4_K", swapped)
 
 
 def q6_k_without_offset(blocks: torch.Tensor) -> torch.Tensor:
     """Q6_K forgetting the -32: every weight shifted by 32 * d * scale."""
-    return gb.dequantize_q6_k(blocks) + 32 * gb.f16(blocks[:, 208:210]) * torch.repeat_interleave(
+    return gb.dequantize("Q6_K", blocks) + 32 * gb.f16(blocks[:, 208:210]) * torch.repeat_interleave(
         blocks[:, 192:208].contiguous().view(torch.int8).float(), 16, dim=1)
 
 

@@ -1,6 +1,6 @@
 """Weight-only quantization applied to a finished model: int8 rows, int4 groups, a quantized tied embedding,
 an int8 KV cache, GGUF blocks kept as they are; PyTorch's packed CPU kernels where they apply, plain
-dequantize-then-matmul elsewhere. Modules: int8, int4, int8_groups, embedding, transform, kv_int8, gguf_blocks,
+dequantize-then-matmul elsewhere. Modules: int8, int4, int8_groups, embedding, transform, kv_int8, ggml_blocks,
 gguf_native."""
 import torch
 

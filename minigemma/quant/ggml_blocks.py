@@ -1,8 +1,10 @@
-"""GGUF's quantized blocks decoded from their bytes: Q8_0, Q5_0, Q4_K and Q6_K, in plain PyTorch.
+"""GGUF's quantized blocks decoded from their bytes: Q8_0, Q5_0, Q4_K and Q6_K, in plain PyTorch. The one place
+minigemma reads their bits: gguf_native.py keeps the codes and scales, dequantize() turns them into floats.
 
 llama.cpp stores a weight matrix row by row, each row cut into blocks of 32 (Q8_0, Q5_0) or 256 weights (the
 "K-quants"); a block is a few bytes of scales followed by the packed integers. Every decoder here takes the raw
-bytes as a uint8 tensor of shape (n_blocks, bytes_per_block) and returns float32 of shape (n_blocks, weights):
+bytes as a uint8 tensor of shape (n_blocks, bytes_per_block) and returns integer codes (n_blocks, weights) and
+float32 scales (n_blocks, groups), one per group of GROUPS[kind] weights (Q4_K also mins, same shape):
 
     Q8_0   34 bytes / 32:  d (f16) | 32 x int8 q                          w = d * q
     Q5_0   22 bytes / 32:  d (f16) | 32 high bits (u32) | 16 bytes of low nibbles      w = d * (q - 16)
@@ -11,7 +13,8 @@ bytes as a uint8 tensor of shape (n_blocks, bytes_per_block) and returns float32
     Q6_K  210 bytes / 256: 128 bytes low nibbles | 64 bytes of 2-bit high parts | 16 x int8 scales | d (f16)
                            16 sub-blocks of 16: w = d * scale_j * (q - 32)
 
-Checked against the `gguf` package's `gguf.quants.dequantize` (tests/test_ggml_blocks.py).
+Exact: codes are integers; every scale d * scale_j (an 11-bit f16 significand times a 6- or 8-bit integer) and
+min dmin * min_j fits float32's 24 bits. Checked against `gguf.quants.dequantize` (tests/test_ggml_blocks.py).
 Not here: quantizing to these formats, other block types (Q2_K, Q3_K, Q5_K, IQ*), matmuls on packed blocks.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 BLOCK_BYTES = {"Q8_0": 34, "Q5_0": 22, "Q4_K": 144, "Q6_K": 210}
+GROUPS = {"Q8_0": 32, "Q5_0": 32, "Q4_K": 32, "Q6_K": 16}               # weights per scale
 GGML_TYPE_NAMES = {8: "Q8_0", 6: "Q5_0", 12: "Q4_K", 14: "Q6_K"}       # gguf.GGMLQuantizationType values
 
 
@@ -33,20 +37,18 @@ def low_high_nibbles(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return packed & 0x0F, packed >> 4
 
 
-def dequantize_q8_0(blocks: torch.Tensor) -> torch.Tensor:
-    d = f16(blocks[:, :2])                                         # (n, 1) one scale per 32 weights
-    q = blocks[:, 2:].contiguous().view(torch.int8).float()        # (n, 32) signed
-    return d * q
+def decode_q8_0(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q = blocks[:, 2:].contiguous().view(torch.int8)                # (n, 32) signed codes
+    return q, f16(blocks[:, :2])                                   # (n, 1) one scale per 32 weights
 
 
-def dequantize_q5_0(blocks: torch.Tensor) -> torch.Tensor:
-    d = f16(blocks[:, :2])                                          # (n, 1)
-    high_bits = blocks[:, 2:6].long()                               # (n, 4) bytes of one little-endian u32
+def decode_q5_0(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    high_bits = blocks[:, 2:6]                                      # (n, 4) bytes of one little-endian u32
     bit = torch.arange(32)
-    fifth = (high_bits[:, bit // 8] >> (bit % 8)) & 1               # (n, 32) bit i of the u32 belongs to weight i
+    fifth = (high_bits[:, bit // 8] >> (bit % 8).to(torch.uint8)) & 1   # (n, 32) bit i of the u32: weight i
     low, high = low_high_nibbles(blocks[:, 6:])                    # (n, 16) each: weights 0-15 and 16-31
-    q = torch.cat((low, high), dim=1).long() | (fifth << 4)         # (n, 32) unsigned 0..31
-    return d * (q - 16).float()
+    q = torch.cat((low, high), dim=1) | (fifth << 4)                # (n, 32) unsigned 0..31
+    return q.to(torch.int8) - 16, f16(blocks[:, :2])                # codes -16..15, (n, 1) scale
 
 
 def q4_k_scales_and_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,32 +63,38 @@ def q4_k_scales_and_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return scales.float(), mins.float()
 
 
-def dequantize_q4_k(blocks: torch.Tensor) -> torch.Tensor:
+def decode_q4_k(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     n = blocks.shape[0]
     d, dmin = f16(blocks[:, 0:2]), f16(blocks[:, 2:4])               # (n, 1) each: super-block scales
     scales, mins = q4_k_scales_and_mins(blocks[:, 4:16])            # (n, 8) each
     low, high = low_high_nibbles(blocks[:, 16:].reshape(n, 4, 32))  # 4 chunks of 32 bytes = 64 weights each
-    q = torch.stack((low, high), dim=2).reshape(n, 8, 32).float()   # sub-block 2c: low nibbles, 2c+1: high
-    weights = (d * scales).unsqueeze(-1) * q - (dmin * mins).unsqueeze(-1)   # (n, 8, 32)
-    return weights.reshape(n, 256)
+    q = torch.stack((low, high), dim=2).reshape(n, 256)             # sub-block 2c: low nibbles, 2c+1: high
+    return q, d * scales, dmin * mins                               # uint8 0..15, (n, 8), (n, 8)
 
 
-def dequantize_q6_k(blocks: torch.Tensor) -> torch.Tensor:
+def decode_q6_k(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = blocks.shape[0]
     low = blocks[:, 0:128].reshape(n, 2, 2, 32)                     # (n, half, 32-byte row, 32)
     high = blocks[:, 128:192].reshape(n, 2, 1, 32)                  # (n, half, 1, 32): four 2-bit parts a byte
+    low4 = torch.stack(low_high_nibbles(low), dim=2).reshape(n, 2, 4, 32)   # quarter k: row k % 2, nibble k // 2
+    shift = torch.tensor([0, 2, 4, 6], dtype=torch.uint8).reshape(1, 1, 4, 1)   # quarter k: bits 2k, 2k+1
+    high2 = (high >> shift) & 3                                     # (n, half, 4, 32)
+    q = (low4 | (high2 << 4)).to(torch.int8) - 32                   # (n, half, 4, 32) signed -32..31
     scales = blocks[:, 192:208].contiguous().view(torch.int8).float()   # (n, 16) one per 16 weights
-    d = f16(blocks[:, 208:210])                                     # (n, 1)
-    low_nibbles = torch.stack(low_high_nibbles(low), dim=2)         # (n, half, nibble, row, 32) -> quarters 0..3
-    low4 = low_nibbles.reshape(n, 2, 4, 32).long()                  # quarter k: row k % 2, nibble k // 2
-    shift = torch.tensor([0, 2, 4, 6]).reshape(1, 1, 4, 1)          # quarter k takes bits 2k, 2k+1 of qh
-    high2 = (high.long() >> shift) & 3                              # (n, half, 4, 32)
-    q = (low4 | (high2 << 4)) - 32                                  # (n, half, 4, 32) signed -32..31
-    weights = d.reshape(n, 1, 1, 1, 1) * scales.reshape(n, 2, 4, 2, 1) * q.reshape(n, 2, 4, 2, 16).float()
-    return weights.reshape(n, 256)
+    return q.reshape(n, 256), f16(blocks[:, 208:210]) * scales      # (n, 16): d * scale_j
 
 
-DECODERS = {"Q8_0": dequantize_q8_0, "Q5_0": dequantize_q5_0, "Q4_K": dequantize_q4_k, "Q6_K": dequantize_q6_k}
+DECODERS = {"Q8_0": decode_q8_0, "Q5_0": decode_q5_0, "Q4_K": decode_q4_k, "Q6_K": decode_q6_k}
+
+
+def dequantize(kind: str, blocks: torch.Tensor) -> torch.Tensor:
+    """(n_blocks, bytes per block) uint8 -> (n_blocks, weights) float32: codes * scales (- mins), per group."""
+    codes, scales, *mins = DECODERS[kind](blocks)
+    n, groups = scales.shape
+    weights = codes.reshape(n, groups, -1).float() * scales.unsqueeze(-1)   # (n, groups, group size)
+    if mins:
+        weights = weights - mins[0].unsqueeze(-1)
+    return weights.reshape(n, -1)
 
 
 def tensor_blocks(gguf, name: str) -> tuple[str, torch.Tensor]:
@@ -103,4 +111,4 @@ def tensor_blocks(gguf, name: str) -> tuple[str, torch.Tensor]:
 def dequantize_tensor(gguf, name: str) -> torch.Tensor:
     """Tensor `name` decoded by the functions above, float32 in torch order (rows, columns)."""
     kind, blocks = tensor_blocks(gguf, name)
-    return DECODERS[kind](blocks).reshape(gguf.tensors[name].shape)
+    return dequantize(kind, blocks).reshape(gguf.tensors[name].shape)

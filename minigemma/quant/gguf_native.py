@@ -16,12 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model import Gemma
+from ..gemma3 import Gemma3
 from ..weights.gguf.file import quant_type, read_gguf
 from ..weights.gguf.model import config_from_gguf, minigemma_name
 from ..weights.tensor_files import CheckpointError
 from .embedding import QuantizedEmbedding
-from .gguf_blocks import DECODERS, GROUPS
+from .ggml_blocks import BLOCK_BYTES, DECODERS, GROUPS
 from .int4 import Int4Linear
 from .int8_groups import Int8GroupLinear
 
@@ -36,6 +36,12 @@ def read_rows(gguf, info, start: int, stop: int) -> np.ndarray:
     return raw.reshape(stop - start, row_bytes)
 
 
+def decode_rows(kind: str, raw: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """(rows, bytes per row) -> codes (rows, cols) and scales [, mins] (rows, cols // group), by ggml_blocks."""
+    blocks = torch.from_numpy(raw).reshape(-1, BLOCK_BYTES[kind])         # rows are whole numbers of blocks
+    return tuple(t.reshape(raw.shape[0], -1) for t in DECODERS[kind](blocks))
+
+
 def int8_groups(gguf, info, kind: str) -> Int8GroupLinear:
     rows, cols = info.shape
     group = GROUPS[kind]
@@ -44,17 +50,16 @@ def int8_groups(gguf, info, kind: str) -> Int8GroupLinear:
     codes_np = codes.numpy()                                              # numpy's strided copy is ~7x faster
     for start in range(0, rows, CHUNK_ROWS):
         stop = min(rows, start + CHUNK_ROWS)
-        chunk_codes, chunk_scales = DECODERS[kind](read_rows(gguf, info, start, stop))
-        codes_np[:, start:stop] = chunk_codes.reshape(stop - start, -1, group).transpose(1, 0, 2)
-        scales[:, start:stop] = torch.from_numpy(chunk_scales).t()
+        chunk_codes, chunk_scales = decode_rows(kind, read_rows(gguf, info, start, stop))
+        codes_np[:, start:stop] = chunk_codes.numpy().reshape(stop - start, -1, group).transpose(1, 0, 2)
+        scales[:, start:stop] = chunk_scales.t()
     return Int8GroupLinear(codes, scales)
 
 
 def int4_groups(gguf, info, dtype) -> Int4Linear:
-    codes, scales, mins = DECODERS["Q4_K"](read_rows(gguf, info, 0, info.shape[0]))
-    scales, mins = torch.from_numpy(scales), torch.from_numpy(mins)
+    codes, scales, mins = decode_rows("Q4_K", read_rows(gguf, info, 0, info.shape[0]))
     zeros = 8 * scales - mins                                           # float32: one rounding at most
-    return Int4Linear(torch.from_numpy(codes), scales.to(dtype), zeros.to(dtype), GROUPS["Q4_K"])
+    return Int4Linear(codes, scales.to(dtype), zeros.to(dtype), GROUPS["Q4_K"])
 
 
 def set_module(model, name: str, module) -> None:
@@ -64,13 +69,13 @@ def set_module(model, name: str, module) -> None:
     setattr(parent, leaf, module)
 
 
-def load_gguf_quantized(path, dtype: torch.dtype = torch.float32) -> Gemma:
-    """A Gemma 3 GGUF as a minigemma Gemma whose Q4_K / Q8_0 / Q5_0 / Q6_K tensors stay quantized (CPU)."""
+def load_gguf_quantized(path, dtype: torch.dtype = torch.float32) -> Gemma3:
+    """A Gemma 3 GGUF as a minigemma Gemma3 whose Q4_K / Q8_0 / Q5_0 / Q6_K tensors stay quantized (CPU)."""
     gguf = read_gguf(path)
     config = config_from_gguf(gguf)
     gguf.metadata.clear()         # the 262,144-token vocabulary as Python objects (~40 MB): not needed from here
     with torch.device("meta"):
-        model = Gemma(config)
+        model = Gemma3(config)
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     floats, kept = {}, {}
     for gguf_name, info in gguf.tensors.items():

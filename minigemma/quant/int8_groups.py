@@ -1,6 +1,6 @@
 """Int8 codes with one scale per *group* of a row (not per row): how GGUF's Q8_0, Q5_0 and Q6_K blocks are kept.
 
-    W[n, k] = codes[n, k] * scales[n, k // group]           exact for those blocks (gguf_blocks.py)
+    W[n, k] = codes[n, k] * scales[n, k // group]           exact for those blocks (ggml_blocks.py)
 
 PyTorch's int8 kernel scales whole rows, so a group-scaled matrix is multiplied one group column at a time:
 y = sum_j (x[:, group j] @ codes[:, group j].T) * scales[:, j], each term one `_weight_int8pack_mm` call reading

@@ -341,7 +341,7 @@ for half in range(2):
         scale = sub_scales[8 * half + 2 * k: 8 * half + 2 * k + 2].repeat_interleave(16)   # 16 weights each
         by_hand[128 * half + 32 * k: 128 * half + 32 * k + 32] = d * scale * q.float()
 torch.testing.assert_close(by_hand[None], gguf_reference(block, "Q6_K"), rtol=0, atol=0)
-torch.testing.assert_close(ggml_blocks.dequantize_q6_k(block), by_hand[None], rtol=0, atol=0)
+torch.testing.assert_close(ggml_blocks.dequantize("Q6_K", block), by_hand[None], rtol=0, atol=0)
 print(f"d = {d.item():.4g}; scales {sub_scales[:4].int().tolist()}...; Q6_K by hand == gguf, bit for bit")
 
 # %% [markdown]
@@ -583,11 +583,18 @@ print(f"int8: identical to section 1. int4: max |error| / step {((w_package - up
       f"relative error {relative(w_package):.2%} (section 2's: {ours_int4_error:.2%})")
 
 # %% [markdown]
-# **The GGUF decoders**, as `minigemma/quant/ggml_blocks.py` ships them (section 4, for all blocks at once):
+# **The GGUF decoders**, as `minigemma/quant/ggml_blocks.py` ships them (section 4, for all blocks at once).
+# Each returns the block's integer codes and its per-group scales (Q4_K also its mins), not floats: that is what
+# `load_gguf_model(path, quantized=True)` keeps, so a Q4_K sub-block runs as an int4 group as it is.
 
-# %% export minigemma.quant.ggml_blocks.dequantize_q8_0 minigemma.quant.ggml_blocks.q4_k_scales_and_mins minigemma.quant.ggml_blocks.dequantize_q4_k
+# %% export minigemma.quant.ggml_blocks.decode_q8_0 minigemma.quant.ggml_blocks.q4_k_scales_and_mins minigemma.quant.ggml_blocks.decode_q4_k
 
-# %% export minigemma.quant.ggml_blocks.dequantize_q6_k
+# %% export minigemma.quant.ggml_blocks.decode_q6_k
+
+# %% [markdown]
+# The floats are then one multiply per group, and the minus of Q4_K's mins:
+
+# %% export minigemma.quant.ggml_blocks.dequantize
 
 # %% [markdown]
 # **The transform**, `mg.quantize(model, "int8" | "int4")`: every `nn.Linear` of a finished model is swapped for

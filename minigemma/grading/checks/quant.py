@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from ...quant.ggml_blocks import BLOCK_BYTES, dequantize_q4_k, dequantize_q8_0, f16, q4_k_scales_and_mins
+from ...quant.ggml_blocks import BLOCK_BYTES, dequantize, f16, q4_k_scales_and_mins
 from ..compare import diagnose, expect_tensor, fresh_generator, largest_difference, randn
 from ..core import Mismatch, check, require_callable
 
@@ -85,7 +85,7 @@ def check_dequantize_q8_0(dequantize_q8_0_blocks):
     blocks = random_blocks("Q8_0", random.randint(3, 9), fresh_generator())
     out = call_decoder(dequantize_q8_0_blocks, blocks, 32, "dequantize_q8_0")
     d = f16(blocks[:, :2])
-    diagnose(out, dequantize_q8_0(blocks), [
+    diagnose(out, dequantize("Q8_0", blocks), [
         (d * blocks[:, 2:].float(), "the 32 quants are signed bytes (int8, -128..127); you read them as unsigned."),
         (blocks[:, 2:].contiguous().view(torch.int8).float(), "the quants are multiplied by the block's scale d."),
         (f16(blocks[:, :2].flip(1)) * blocks[:, 2:].contiguous().view(torch.int8).float(),
@@ -122,5 +122,5 @@ def check_dequantize_q4_k(dequantize_q4_k_blocks):
     blocks = random_blocks("Q4_K", random.randint(2, 5), fresh_generator())
     out = call_decoder(dequantize_q4_k_blocks, blocks, 256, "dequantize_q4_k")
     # Tolerance: d * scale * q may be grouped differently (float32 rounding, ~1e-7 relative); values reach ~2000.
-    diagnose(out, dequantize_q4_k(blocks), q4_k_variants(blocks), "the decoded weights differ from Q4_K's "
+    diagnose(out, dequantize("Q4_K", blocks), q4_k_variants(blocks), "the decoded weights differ from Q4_K's "
              "d * scale_j * q - dmin * min_j.", rtol=1e-5, atol=1e-4)
