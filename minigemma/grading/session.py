@@ -15,6 +15,7 @@ import copy
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
@@ -22,6 +23,9 @@ from .core import REGISTRY, TIME_LIMIT_ENV, run_body
 from .notebook import TIMED_OUT, graded_tasks, setup_cells
 from .release import refused_modules
 from .remote import Channel
+
+if TYPE_CHECKING:                                     # runner imports this module: no cycle at run time
+    from .runner import Settings
 from .sandbox import FLOOD, CappedClient, kernel_env, kernel_manager, kill
 
 MARGIN = 10.0               # seconds nbclient waits beyond the in-kernel limit before interrupting

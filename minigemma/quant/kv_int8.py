@@ -10,15 +10,14 @@ Not here: attention computed on int8 directly (KIVI, llama.cpp's q8_0 cache), pe
 """
 import torch
 
+from ..kv_cache import cache_shape
+
 SCALE_DTYPE = torch.float32
 
 
 class Int8KVCache:
     def __init__(self, config, batch_size: int, max_len: int, dtype=torch.bfloat16, device="cpu"):
-        if max_len > config.max_seq_len:
-            raise ValueError(f"KV cache of {max_len} positions exceeds the model's context of "
-                             f"{config.max_seq_len} tokens")
-        shape = (config.num_layers, batch_size, config.num_kv_heads, max_len, config.head_dim)
+        shape = cache_shape(config, batch_size, max_len)          # (layers, batch, kv_heads, max_len, head_dim)
         self.codes = {kind: torch.zeros(shape, dtype=torch.int8, device=device) for kind in ("k", "v")}
         self.scales = {kind: torch.zeros(shape[:-1], dtype=SCALE_DTYPE, device=device) for kind in ("k", "v")}
         self.dtype, self.max_len, self.length = dtype, max_len, 0

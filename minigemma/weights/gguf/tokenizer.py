@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...bpe import CONTROL, UNKNOWN, USER_DEFINED
+from ...bpe import BYTE, CONTROL, NORMAL, UNKNOWN, USER_DEFINED
 from .file import read_gguf
 from ..tensor_files import CheckpointError
 
