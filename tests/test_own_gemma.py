@@ -1,0 +1,88 @@
+"""The learner's own Gemma pieces added for issue 13: the attention module (05) and the generation loop (08) are
+graded through `minigemma grade` (checks judged in the grader, the learner's code in a sandboxed kernel), and
+delegating them to minigemma's own modules scores zero on that task with the reason, the honest tasks beside it
+keeping their points. (Negative tests of the feedback on honest mistakes are in tests/test_exercises.py.)"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minigemma.grading.runner import grade
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "exercises" / "solutions"
+
+DELEGATED_ATTENTION = '''
+from minigemma.attention import Attention as _Reference
+from minigemma.config import GemmaConfig
+class Attention(_Reference):
+    def __init__(self, hidden_size, num_heads, num_kv_heads, head_dim):
+        super().__init__(GemmaConfig.tiny(hidden_size=hidden_size, num_heads=num_heads,
+                                          num_kv_heads=num_kv_heads, head_dim=head_dim))
+    def forward(self, x, cos, sin):
+        return super().forward(x, (cos, sin), None)
+'''.strip()
+
+DELEGATED_GENERATE = '''
+import minigemma.generate
+def generate(model, prompt_ids, max_new_tokens, stop_ids):
+    return minigemma.generate.generate(model, prompt_ids, max_new_tokens, stop_ids=stop_ids).tolist()
+'''.strip()
+
+FUSED_ATTENTION_MODULE = '''
+import torch.nn.functional as F
+class Attention(torch.nn.Module):
+    def __init__(self, hidden_size, num_heads, num_kv_heads, head_dim):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.q_proj = torch.nn.Linear(hidden_size, num_heads * head_dim, bias=False)
+        self.k_proj = torch.nn.Linear(hidden_size, num_kv_heads * head_dim, bias=False)
+        self.v_proj = torch.nn.Linear(hidden_size, num_kv_heads * head_dim, bias=False)
+        self.o_proj = torch.nn.Linear(num_heads * head_dim, hidden_size, bias=False)
+    def forward(self, x, cos, sin):
+        q = self.q_proj(x)
+        return F.scaled_dot_product_attention(q, q, q)
+'''.strip()
+
+
+def with_code(name, task, source, path):
+    nb = nbformat.read(SOLUTIONS / name, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"{task}-code")
+    cell.source = source
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("own-gemma")
+    paths = [with_code("05_attention.ipynb", "attention-module", DELEGATED_ATTENTION, folder / "05_attention.ipynb"),
+             with_code("08_kv_cache_sampling.ipynb", "generate-greedy", DELEGATED_GENERATE,
+                       folder / "08_kv_cache_sampling.ipynb")]
+    fused = folder / "fused"
+    fused.mkdir()
+    paths.append(with_code("05_attention.ipynb", "attention-module", FUSED_ATTENTION_MODULE,
+                           fused / "05_attention.ipynb"))
+    return {Path(r.path).parent.name + "/" + Path(r.path).name: {t.task: t for t in r.tasks}
+            for r in grade(paths, jobs=2)}
+
+
+def test_importing_the_reference_attention_module_scores_zero(graded):
+    tasks = graded[next(k for k in graded if k.endswith("/05_attention.ipynb") and not k.startswith("fused"))]
+    assert tasks["attention-module"].points == 0
+    assert "refused: import of minigemma.attention" in tasks["attention-module"].message
+    assert all(t.points == t.max_points for name, t in tasks.items() if name != "attention-module")
+
+
+def test_the_fused_kernel_is_refused_in_the_attention_module(graded):
+    tasks = graded["fused/05_attention.ipynb"]
+    assert tasks["attention-module"].points == 0
+    assert "refused: call to torch.nn.functional.scaled_dot_product_attention" in tasks["attention-module"].message
+
+
+def test_delegating_the_generation_loop_scores_zero(graded):
+    tasks = graded[next(k for k in graded if k.endswith("08_kv_cache_sampling.ipynb"))]
+    assert tasks["generate-greedy"].points == 0
+    assert "refused: import of minigemma.generate" in tasks["generate-greedy"].message
+    assert all(t.points == t.max_points for name, t in tasks.items() if name != "generate-greedy")
