@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from minigemma.grading import check_attention_module, check_causal_mask, check_attention, check_gqa, check_sliding_window_mask
+from minigemma.grading import (check_attention, check_attention_module, check_causal_mask, check_gqa,
+                               check_sliding_window_mask)
 
 # %% [markdown]
 # ## Task 1 · The causal mask, with a cache (2 points)

@@ -16,7 +16,8 @@ from minigemma.rope import rope_angles
 from minigemma.attention import causal_mask
 from minigemma.block import DecoderBlock
 from minigemma.embedding import Embedding
-from minigemma.grading import check_greedy_generate, check_kv_cache, check_rolling_kv_cache, check_temperature_top_k, check_top_p
+from minigemma.grading import (check_greedy_generate, check_kv_cache, check_rolling_kv_cache,
+                               check_temperature_top_k, check_top_p)
 
 # %% [markdown]
 # ## Task 1 · Complete the cache (3 points)
