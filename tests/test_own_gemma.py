@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from minigemma.grading.runner import grade
 
@@ -46,6 +47,16 @@ class Attention(torch.nn.Module):
 '''.strip()
 
 
+DELEGATED_MODEL = '''
+from minigemma.model import Gemma
+from minigemma.weights.layouts import hf_to_minigemma_name
+def load_gemma1(config, state):
+    model = Gemma(config)
+    model.load_state_dict({hf_to_minigemma_name(n, False): t for n, t in state.items()}, strict=False)
+    return model
+'''.strip()
+
+
 def with_code(name, task, source, path):
     nb = nbformat.read(SOLUTIONS / name, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"{task}-code")
@@ -60,6 +71,7 @@ def graded(tmp_path_factory):
     paths = [with_code("05_attention.ipynb", "attention-module", DELEGATED_ATTENTION, folder / "05_attention.ipynb"),
              with_code("08_kv_cache_sampling.ipynb", "generate-greedy", DELEGATED_GENERATE,
                        folder / "08_kv_cache_sampling.ipynb")]
+    paths.append(with_code("10_own_gemma.ipynb", "own-gemma1", DELEGATED_MODEL, folder / "10_own_gemma.ipynb"))
     fused = folder / "fused"
     fused.mkdir()
     paths.append(with_code("05_attention.ipynb", "attention-module", FUSED_ATTENTION_MODULE,
@@ -86,3 +98,23 @@ def test_delegating_the_generation_loop_scores_zero(graded):
     assert tasks["generate-greedy"].points == 0
     assert "refused: import of minigemma.generate" in tasks["generate-greedy"].message
     assert all(t.points == t.max_points for name, t in tasks.items() if name != "generate-greedy")
+
+
+def test_loading_into_minigemmas_model_instead_of_your_own_scores_zero(graded):
+    task = graded[next(k for k in graded if k.endswith("10_own_gemma.ipynb"))]["own-gemma1"]
+    assert task.points == 0 and "refused: import of minigemma.model" in task.message, task.message
+
+
+def test_own_gemma_check_accepts_the_solution_and_names_the_usual_suspects():
+    import runpy
+    from minigemma.grading import check_own_gemma1
+    solution = runpy.run_path(str(SOLUTIONS.parent / "src" / "10_own_gemma.py"), run_name="exercise_source")
+    assert check_own_gemma1.run(solution["load_gemma1"]).passed
+    module_globals = solution["load_gemma1"].__globals__
+
+    def rms_norm_without_one(x, weight, eps):                # a classic mistake: weight instead of (1 + weight)
+        x32 = x.float()
+        return x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
+    module_globals["rms_norm"] = rms_norm_without_one
+    result = check_own_gemma1.run(solution["load_gemma1"])
+    assert not result.passed and "(1 + weight)" in result.message and "differ" in result.message, result.message

@@ -31,6 +31,7 @@ from .checks.block import check_decoder_block, check_gemma_forward, check_hf_nam
 from .checks.embedding import check_embed, check_embedding_scale, check_tied_logits
 from .checks.generation import check_greedy_generate
 from .checks.kv_cache import check_kv_cache, check_rolling_kv_cache
+from .checks.own_gemma import check_own_gemma1
 from .checks.mlp import check_geglu, check_geglu_fused, check_gelu_tanh
 from .checks.rmsnorm import check_fold_norm, check_rms_norm, check_rmsnorm_module
 from .checks.rope import check_interleaved_to_half_split, check_rope, check_rope_angles
