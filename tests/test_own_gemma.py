@@ -118,3 +118,25 @@ def test_own_gemma_check_accepts_the_solution_and_names_the_usual_suspects():
     module_globals["rms_norm"] = rms_norm_without_one
     result = check_own_gemma1.run(solution["load_gemma1"])
     assert not result.passed and "(1 + weight)" in result.message and "differ" in result.message, result.message
+
+
+def test_keep_collects_the_finished_solution_cells_into_one_module_of_your_own(tmp_path, capsys):
+    import shutil
+    import sys
+    sys.path.insert(0, str(SOLUTIONS.parent))
+    import keep                                               # exercises/keep.py
+    for path in sorted(SOLUTIONS.glob("0[0-9]_*.ipynb")):
+        shutil.copy(path, tmp_path / path.name)
+    shutil.copy(SOLUTIONS.parent / "04_rope.ipynb", tmp_path / "04_rope.ipynb")   # exercise 04 not done yet
+    assert keep.main([str(tmp_path)]) == 0
+    assert "left out (not done yet): 04_rope.ipynb: rope-angles" in capsys.readouterr().out
+    text = (tmp_path / "my_gemma.py").read_text()
+    assert "minigemma" not in text.replace("by exercises/keep.py", "") and "NotImplementedError" not in text
+    namespace = {}
+    exec(compile(text, "my_gemma.py", "exec"), namespace)
+    assert "apply_rope" not in namespace                      # the stub was left out
+    from minigemma.grading import check_attention_module, check_kv_cache
+    assert check_attention_module.run(namespace["Attention"]).passed      # the kept code still works
+    assert check_kv_cache.run(namespace["KVCache"]).passed
+    assert keep.main([str(tmp_path / "nothing-here")]) == 2
+    assert "no exercise notebooks" in capsys.readouterr().err

@@ -3,7 +3,9 @@
 #
 # Time to put your pieces together into a model of your own and load a real checkpoint layout into it. Bring
 # into the cell below your solutions from the earlier exercises: RMSNorm (03), RoPE (04), the attention module
-# (05, task 5), GeGLU (06) and the decoder block and forward pass (07), then write the loader that maps the
+# (05, task 5), GeGLU (06) and the decoder block and forward pass (07). `python exercises/keep.py` collects your
+# finished solution cells into `exercises/my_gemma.py`; `%load my_gemma.py` at the top of the cell pastes them in
+# (exercises 07 and 08 used minigemma's parts: replace those by yours). Then write the loader that maps the
 # checkpoint's tensor names onto your modules. While this notebook is graded, minigemma's own model modules cannot
 # be imported: every number your model computes must come from your code.
 #
