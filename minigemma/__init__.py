@@ -27,7 +27,7 @@ Below them, everything that is not a lesson, one subpackage per capability:
     grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, release (what is
                 graded), probe (in the learner's kernel) and remote (its grader side), session (one kernel run),
                 sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
-                sampling, vram)
+                sampling, vram, attention_module, generation, own_gemma)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
 from .config import GemmaConfig
