@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .timing import interleave, median, paired_ratio
+from .compare import interleave, median, paired_ratio
 
 SAFETENSORS_NAMES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}
 
@@ -43,7 +43,7 @@ def write_checkpoint(directory: Path, config, dtype=torch.bfloat16) -> int:
     """Write config.json + model.safetensors with random weights, one tensor at a time; return the tensor bytes."""
     from minigemma.reference.compare import hf_gemma_config
 
-    from .models import fill_like_random_
+    from .compare import fill_like_random_
     directory.mkdir(parents=True, exist_ok=True)
     hf_config = hf_gemma_config(config)
     hf_config.dtype = str(dtype).removeprefix("torch.")

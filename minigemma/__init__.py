@@ -17,17 +17,25 @@ The map. At the top, the lesson modules, in the order the course builds them (no
     block, model [07] the pre-norm decoder block; the whole model with its tied logits
     kv_cache, generate [08]   the pre-allocated KV cache; greedy and sampled generation
     gemma3 [10]       Gemma 3 as subclasses of the above: QK-norm, sandwich norms, local/global layers
+    loss, lora [12]   chunked next-token cross-entropy and perplexity; LoRA adapters as a transform (PEFT files)
 Below them, everything that is not a lesson, one subpackage per capability:
     weights/    loading checkpoints: checkpoint (load_model), assemble (the one weight-assembly path), layouts
                 (Hugging Face and gemma_pytorch names and configs), tensor_files (safetensors reader, CheckpointError),
                 summary (what `minigemma info` reports), gguf/ (file reader, Gemma 3 loader, tokenizer)
     memory/     bytes from the config [09]: inference (the estimate), formats (weight storage formats), measure
-                (torch.profiler check), vram_cli (the `minigemma vram` command)
+                (torch.profiler check), vram_cli (the `minigemma vram` command); training [12] (weights,
+                gradients, optimizer states, activations) and training_cli (`minigemma vram --train`)
+    train/      around the loss [12]: checkpointing (per-block gradient checkpointing as a transform), chat_data
+                (the course's chat set), loop (AdamW, warm-up, clipping), finetune (the LoRA run), eval_cli
+                (`minigemma eval`)
     reference/  compare: minigemma against transformers on a real Gemma 1 checkpoint of your own
     grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, release (what is
                 graded), probe (in the learner's kernel) and remote (its grader side), session (one kernel run),
                 sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
                 sampling, vram, attention_module, generation, own_gemma)
+    quant/      transforms of a finished model: quantize (transform; int8 and int4 linears over PyTorch's packed
+                kernels, int8_groups, embedding for the tied head), kv_int8 (an int8 KV cache), gguf_blocks and
+                ggml_blocks (GGUF block bytes decoded), gguf_native (a GGUF loaded with its blocks kept)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
 from .config import GemmaConfig
@@ -37,6 +45,8 @@ from .tokenizer import Tokenizer, TokenizerError
 from .generate import generate
 from .weights.checkpoint import load_model
 from .weights.tensor_files import CheckpointError
+from .quant import quantize
 
 __version__ = "0.1.0"
-__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model", "CheckpointError"]
+__all__ = ["GemmaConfig", "Gemma", "Gemma3Config", "Gemma3", "Tokenizer", "TokenizerError", "generate", "load_model",
+           "CheckpointError", "quantize"]

@@ -19,15 +19,23 @@ from .rmsnorm import RMSNorm
 from .rope import rope_angles
 
 
-class Gemma(nn.Module):
-    block_class = DecoderBlock
+def check_input(input_ids: torch.Tensor, cache: KVCache | None, config: GemmaConfig) -> None:
+    """One clear error for ids the model cannot take: wrong type or shape, empty, out of vocabulary, too long."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.long:
+        raise ValueError("input_ids must be an int64 tensor of shape (batch, seq), got "
+                         f"{getattr(input_ids, 'dtype', type(input_ids))} {tuple(getattr(input_ids, 'shape', ()))}")
+    if input_ids.shape[1] == 0:
+        raise ValueError("input_ids is empty: give at least one token (normally BOS, id 2)")
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
+        raise ValueError(f"token ids must lie in [0, {config.vocab_size}), got "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+    total = input_ids.shape[1] + (cache.length if cache is not None else 0)
+    if total > config.max_seq_len:
+        raise ValueError(f"sequence of {total} tokens exceeds the context of {config.max_seq_len}")
 
-    def __init__(self, config: GemmaConfig):
-        super().__init__()
-        self.config = config
-        self.embed = Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(self.block_class(config, i) for i in range(config.num_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+class ModelConveniences(nn.Module):
+    """What every Gemma model offers besides its forward pass: dtype, device, size, attention choice, a cache."""
 
     @property
     def dtype(self) -> torch.dtype:
@@ -40,7 +48,7 @@ class Gemma(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def set_attention(self, impl: str) -> "Gemma":
+    def set_attention(self, impl: str) -> "ModelConveniences":
         """'sdpa' (fused, default) or 'eager' (explicit scores; easier to inspect)."""
         for block in self.layers:
             block.attn.impl = impl
@@ -49,18 +57,16 @@ class Gemma(nn.Module):
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         return KVCache(self.config, batch_size, max_len, dtype=self.dtype, device=self.device)
 
-    def check_input(self, input_ids: torch.Tensor, cache: KVCache | None) -> None:
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.long:
-            raise ValueError("input_ids must be an int64 tensor of shape (batch, seq), got "
-                             f"{getattr(input_ids, 'dtype', type(input_ids))} {tuple(getattr(input_ids, 'shape', ()))}")
-        if input_ids.shape[1] == 0:
-            raise ValueError("input_ids is empty: give at least one token (normally BOS, id 2)")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got "
-                             f"[{int(input_ids.min())}, {int(input_ids.max())}]")
-        total = input_ids.shape[1] + (cache.length if cache is not None else 0)
-        if total > self.config.max_seq_len:
-            raise ValueError(f"sequence of {total} tokens exceeds the context of {self.config.max_seq_len}")
+
+class Gemma(ModelConveniences):
+    block_class = DecoderBlock
+
+    def __init__(self, config: GemmaConfig):
+        super().__init__()
+        self.config = config
+        self.embed = Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(self.block_class(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def rope_and_masks(self, positions, k_positions):
         """One (cos/sin table, causal mask) pair per layer; in Gemma 1 every layer shares the same pair."""
@@ -75,7 +81,7 @@ class Gemma(nn.Module):
         With a cache, input_ids are the *new* tokens; their K/V are appended to the cache.
         With return_hidden, also returns the residual stream after the embedding and after each block.
         """
-        self.check_input(input_ids, cache)
+        check_input(input_ids, cache, self.config)
         seq_len = input_ids.shape[1]
         positions = positions_for(cache, seq_len, input_ids.device)
         k_len = seq_len + (cache.length if cache is not None else 0)

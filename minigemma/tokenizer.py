@@ -73,7 +73,29 @@ class Tokenizer:
     def piece_to_id(self, piece: str) -> int:
         return self.sp.PieceToId(piece)
 
-    def chat_prompt(self, message: str) -> list[int]:
-        """Ids of Gemma's instruction-tuned turn format, ending where the model's answer begins."""
-        text = f"<start_of_turn>user\n{message}<end_of_turn>\n<start_of_turn>model\n"
-        return self.encode(text)
+    def chat_prompt(self, turns) -> list[int]:
+        """Ids of Gemma's instruction-tuned turn format (see chat_text), ending where the model's answer begins."""
+        return self.encode(chat_text(turns))
+
+    def chat_stop_ids(self) -> tuple[int, int]:
+        """Ids that end the model's turn: EOS and <end_of_turn> (107 in Gemma 1, 106 in Gemma 3)."""
+        return EOS_ID, self.piece_to_id(END_OF_TURN)
+
+
+START_OF_TURN, END_OF_TURN = "<start_of_turn>", "<end_of_turn>"
+
+
+def chat_text(turns) -> str:
+    """One user message, or messages alternating user, model, user, ... -> the prompt text for the model's turn.
+
+    The same text as the chat template shipped with Gemma's -it tokenizers, minus its leading "<bos>" (encode adds
+    the BOS id): each message is stripped of surrounding whitespace and the model's role is spelled "model".
+    """
+    messages = [turns] if isinstance(turns, str) else list(turns)
+    if not messages or len(messages) % 2 == 0:
+        raise ValueError(f"a chat prompt needs an odd number of messages (user, model, ..., user), got {len(messages)}")
+    text = ""
+    for index, message in enumerate(messages):
+        role = "user" if index % 2 == 0 else "model"
+        text += f"{START_OF_TURN}{role}\n{message.strip()}{END_OF_TURN}\n"
+    return text + f"{START_OF_TURN}model\n"

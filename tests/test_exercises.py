@@ -29,14 +29,14 @@ import build  # noqa: E402  (exercises/build.py)
 STUBS = sorted(EXERCISES.glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS = sorted((EXERCISES / "solutions").glob("[0-9][0-9]_*.ipynb"))
 TOPICS = ["tokenizer", "embeddings", "rmsnorm", "rope", "attention", "geglu", "decoder", "kv_cache_sampling", "vram",
-          "own_gemma"]
+          "own_gemma", "quantization", "training"]
 NBGRADER_KEYS = {"grade", "grade_id", "locked", "points", "schema_version", "solution", "task", "cell_type",
                  "checksum"}
 
 
 # ---- sources, build and metadata ---------------------------------------------------------------------------------
 
-def test_ten_exercises_each_with_a_solution():
+def test_every_exercise_has_a_solution():
     assert [p.stem[3:] for p in STUBS] == TOPICS
     assert [p.name for p in SOLUTIONS] == [p.name for p in STUBS]
 
@@ -246,8 +246,10 @@ def test_every_check_accepts_its_solution(solution):
              "geglu-fused": "geglu_fused", "block-forward": "decoder_block", "block-model": "gemma_forward",
              "block-names": "to_hf_name", "kv-cache": "KVCache", "kv-rolling": "RollingKVCache",
              "sampling-temperature": "next_token_probs", "sampling-top-p": "top_p_filter",
-             "vram-parameters": "count_parameters", "vram-kv-bytes": "kv_cache_bytes", "vram-context": "max_context"}
-    names.update({"generate-greedy": "generate", "own-gemma1": "load_gemma1"})
+             "vram-parameters": "count_parameters", "vram-kv-bytes": "kv_cache_bytes", "vram-context": "max_context",
+             "quant-int8": "quantize_int8", "quant-q8-0": "dequantize_q8_0", "quant-q4-k": "dequantize_q4_k"}
+    names.update({"generate-greedy": "generate", "own-gemma1": "load_gemma1", "loss-next-token": "next_token_loss",
+                  "lora-forward": "lora_forward", "lora-merge": "merge_lora_weight"})
     extra = {"generate-greedy": [solution["TinyGemma"]]}        # checks that also take a given class
     assert set(names) == set(REGISTRY)
     for task, name in names.items():
@@ -590,3 +592,51 @@ def test_errors_say_where_the_learners_code_failed():
     passed = check_gelu_tanh(lambda x: F.gelu(x, approximate="tanh"))
     bundle = passed._repr_mimebundle_()
     assert bundle["text/plain"].startswith("✓ geglu-gelu") and bundle[core.GRADE_MIME]["passed"] is True
+
+
+def test_quantization_mistakes(solution):
+    from minigemma.grading import check_dequantize_q4_k, check_dequantize_q8_0, check_quantize_int8
+    from minigemma.quant.ggml_blocks import f16
+    quantize = solution["quantize_int8"]
+
+    def per_tensor(w):
+        scale = w.abs().max() / 127
+        return torch.round(w / scale).to(torch.int8), scale.reshape(1, 1)
+
+    def per_column(w):
+        scale = w.abs().amax(dim=0, keepdim=True) / 127                  # (1, in_features)
+        return torch.round(w / scale).to(torch.int8), scale
+
+    fails_with(check_quantize_int8, per_tensor, "per-tensor")
+    fails_with(check_quantize_int8, lambda w: (per_tensor(w)[0], per_tensor(w)[1].expand(w.shape[0], 1)),
+               "per-tensor")
+    fails_with(check_quantize_int8, per_column, "input columns")
+    fails_with(check_quantize_int8, lambda w: ((w / quantize(w)[1]).to(torch.int8), quantize(w)[1]), "truncates")
+    fails_with(check_quantize_int8, lambda w: (quantize(w)[0].float(), quantize(w)[1]), "torch.int8")
+    fails_with(check_quantize_int8, lambda w: (quantize(w)[0], quantize(w)[1] * 127), "absmax itself")
+    fails_with(check_quantize_int8, lambda w: (quantize(w)[0] // 2, quantize(w)[1]), "differs from round")
+    q8 = solution["dequantize_q8_0"]
+    fails_with(check_dequantize_q8_0, lambda b: f16(b[:, :2]) * b[:, 2:].float(), "unsigned")
+    fails_with(check_dequantize_q8_0, lambda b: b[:, 2:].contiguous().view(torch.int8).float(), "scale d")
+    fails_with(check_dequantize_q8_0, lambda b: q8(b) * 2, "differ from Q8_0")
+    q4 = solution["dequantize_q4_k"]
+
+    def q4_k_with(nibbles, zero_sign=-1.0):
+        def decoder(blocks):
+            from minigemma.quant.ggml_blocks import q4_k_scales_and_mins
+            n = blocks.shape[0]
+            scales, mins = q4_k_scales_and_mins(blocks[:, 4:16])
+            chunks = blocks[:, 16:].reshape(n, 4, 32)
+            q = nibbles(chunks & 0x0F, chunks >> 4).reshape(n, 8, 32).float()
+            w = (f16(blocks[:, 0:2]) * scales).unsqueeze(-1) * q
+            return (w + zero_sign * (f16(blocks[:, 2:4]) * mins).unsqueeze(-1)).reshape(n, 256)
+        return decoder
+
+    in_order = lambda low, high: torch.stack((low, high), dim=2)          # noqa: E731
+    check = check_dequantize_q4_k
+    fails_with(check, q4_k_with(lambda low, high: torch.stack((low, high), dim=-1)), "interleaved")
+    fails_with(check, q4_k_with(lambda low, high: torch.stack((high, low), dim=2)), "low nibbles (bits 0-3) come")
+    fails_with(check, q4_k_with(in_order, zero_sign=0.0), "zero point")
+    fails_with(check, q4_k_with(in_order, zero_sign=1.0), "not added")
+    fails_with(check, lambda b: q4(b)[:, :128], "returned shape")
+    assert check.run(q4_k_with(in_order)).passed                           # the same helper, right: accepted

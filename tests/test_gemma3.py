@@ -170,3 +170,23 @@ def test_tiny_gemma3_greedy_matches_transformers(tiny_pair, use_cache):
     ids = tiny_prompt(6)[:1]
     expected = hf_greedy(reference, ids, 20)                          # 26 positions: the window slides a lot
     assert mg.generate(model, ids[0], max_new_tokens=20, use_cache=use_cache, stop_ids=()).tolist() == expected
+
+
+# ---- the training loss on real weights (minigemma.loss; more in tests/test_loss.py) -----------------------
+COURSE_TEXT = ("Gemma turns token ids into vectors, mixes them with attention and a gated MLP in every layer, and "
+               "reads the next token off the last vector through the same embedding matrix it started with.")
+
+
+def test_loss_matches_transformers_on_real_weights(model, reference, tokenizer):
+    """Tolerance rtol 1e-5 on a loss of ~3 (the logits already agree to 1e-5; the loss averages their
+    log-softmax). Negative check: the same loss with the labels shifted one too few (predicting the token the
+    model already sees) is several nats away, so this comparison catches an off-by-one shift."""
+    from minigemma.loss import IGNORE_INDEX, causal_lm_loss
+    ids = torch.tensor([tokenizer.encode(COURSE_TEXT)])
+    with torch.no_grad():
+        expected = reference(ids, labels=ids).loss
+        ours = causal_lm_loss(model, ids, chunk_size=16)
+        unshifted = torch.cat([torch.full_like(ids[:, :1], IGNORE_INDEX), ids[:, :-1]], dim=1)
+        wrong = causal_lm_loss(model, ids, unshifted)             # target at t = the input at t
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=0.0)
+    assert float(wrong - expected) > 1.0, (float(wrong), float(expected))

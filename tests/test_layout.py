@@ -9,7 +9,7 @@ import minigemma
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "minigemma"
 LESSON_MODULES = {"config", "tokenizer", "bpe", "embedding", "rmsnorm", "rope", "attention", "mlp", "block",
-                  "model", "kv_cache", "generate", "gemma3"}
+                  "model", "kv_cache", "generate", "gemma3", "loss", "lora"}
 GEMMA1_MODULES = ("attention.py", "block.py", "model.py", "config.py")
 GEMMA3_WORDS = r"qk_norm|sandwich|layer_types|is_local|is_gemma3|sliding|local|query_pre_attn|gemma3|Gemma3"
 

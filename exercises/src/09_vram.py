@@ -1,8 +1,11 @@
 # %% [markdown]
 # # Exercise 09 · VRAM math
 #
-# Will it fit? Memory for inference is the weights plus the KV cache (plus activations, small next to them and
-# ignored here). Both follow from the config alone. The checks try Gemma 2B and 7B **and random configs you have
+# Will it fit? Memory for inference is the weights plus the KV cache plus temporary buffers (activations). This
+# exercise counts only the first two. The third is not negligible: lesson 09 shows that Gemma 2B's logits for
+# every position of an 8k-token prompt take about 3.9 GiB (generation asks for the last position only), and eager
+# attention's scores grow with the square of the length; lesson 09 adds them. Weights and cache follow from the
+# config alone. The checks try Gemma 2B and 7B **and random configs you have
 # never seen**, so count from the fields, not from memory.
 #
 # `GemmaConfig` fields: `vocab_size`, `hidden_size`, `intermediate_size` (each GeGLU branch), `num_layers`,

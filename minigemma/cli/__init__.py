@@ -15,6 +15,7 @@ import sys
 
 from .. import grading
 from ..memory import vram_cli
+from ..train import eval_cli
 from . import generate, info
 from .args import output_file, real_number, token_counts, whole_number
 
@@ -26,7 +27,8 @@ def add_vram(sub) -> None:
                       help="comma-separated token counts (k = 1024)")
     vram.add_argument("--dtype", default="bf16", choices=vram_cli.FLOAT_FORMATS,
                       help="activations (and KV cache) of quantized formats; float formats use their own")
-    vram.add_argument("--kv-dtype", choices=(*vram_cli.FLOAT_FORMATS, "fp8"), help="KV cache dtype (default: as compute)")
+    vram.add_argument("--kv-dtype", choices=(*vram_cli.FLOAT_FORMATS, "fp8", "int8"),
+                      help="KV cache dtype (default: as compute); int8: minigemma.quant.Int8KVCache")
     vram.add_argument("--batch", type=whole_number(1), default=1, help="sequences decoded together")
     vram.add_argument("--formats", type=vram_cli.weight_formats, default=vram_cli.DEFAULT_FORMATS,
                       help=f"weight formats, from: {', '.join(vram_cli.WEIGHT_FORMATS)}")
@@ -34,6 +36,8 @@ def add_vram(sub) -> None:
     vram.add_argument("--all-logits", action="store_true", help="keep logits for every position (the trap)")
     vram.add_argument("--overhead-gib", type=real_number(0), default=0.5,
                       help="assumed CUDA context, GiB (0 to leave it out)")
+    vram.add_argument("--train", choices=("full", "lora", "qlora"),
+                      help="training memory instead: 2B and 7B at 1k/4k/8k (memory/training_cli.py)")
     vram.set_defaults(func=vram_cli.run)
 
 
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_arguments(sub)
     add_vram(sub)
     add_grade(sub)
+    eval_cli.add_arguments(sub.add_parser(eval_cli.COMMAND, help=eval_cli.HELP))
     return parser
 
 

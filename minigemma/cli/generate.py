@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..generate import generate
+from ..quant import quantize
 from ..tokenizer import Tokenizer
 from ..weights.checkpoint import find_weights, load_model
 from .args import real_number, whole_number
@@ -28,6 +29,8 @@ def add_arguments(sub) -> None:
     gen.add_argument("--top-p", type=real_number(0, 1, low_open=True))
     gen.add_argument("--seed", type=whole_number(0, 2**64 - 1))
     gen.add_argument("--dtype", choices=sorted(DTYPES))
+    gen.add_argument("--quantize", choices=("int8", "int4"),
+                     help="quantize the weights after loading (minigemma.quant; int4: groups of 32)")
     gen.add_argument("--chat", action="store_true",
                      help="wrap the prompt in Gemma's chat turn format; for instruction-tuned checkpoints "
                           "(gemma-2b-it, gemma-7b-it): base models, the Gemma 3 270M demo included, never saw it")
@@ -83,6 +86,8 @@ def run(args) -> int:
     find_weights(path)                                         # fail fast, before loading gigabytes of weights:
     tok = find_tokenizer(path, args.tokenizer)                 # a checkpoint and a tokenizer must both be there
     model = load_model(path, dtype=DTYPES[args.dtype] if args.dtype else None)
+    if args.quantize:                                          # weight-only, applied to the finished model
+        model = quantize(model, args.quantize)
     ids = tok.chat_prompt(args.prompt) if args.chat else tok.encode(args.prompt)
     print(args.prompt, end="", flush=True)
     show = TextStream(tok)

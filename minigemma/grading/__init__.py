@@ -33,9 +33,11 @@ from .checks.generation import check_greedy_generate
 from .checks.kv_cache import check_kv_cache, check_rolling_kv_cache
 from .checks.own_gemma import check_own_gemma1
 from .checks.mlp import check_geglu, check_geglu_fused, check_gelu_tanh
+from .checks.quant import check_dequantize_q4_k, check_dequantize_q8_0, check_quantize_int8
 from .checks.rmsnorm import check_fold_norm, check_rms_norm, check_rmsnorm_module
 from .checks.rope import check_interleaved_to_half_split, check_rope, check_rope_angles
 from .checks.sampling import check_temperature_top_k, check_top_p
+from .checks.training import check_lora_forward, check_lora_merge, check_next_token_loss
 from .checks.tokenizer import check_bpe_encode, check_byte_fallback, check_chat_prompt, check_encode
 from .checks.vram import check_kv_cache_bytes, check_max_context, check_parameter_count
 from .core import REGISTRY, CheckFailed, CheckResult

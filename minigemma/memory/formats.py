@@ -18,6 +18,10 @@ storage type stores weights in fixed blocks, so its true cost includes the scale
                    256 blocks (double quantization)
     INT4 g128      128: 64 B + fp16 scale + 4-bit zero     66.5            4.156             AWQ packing
     INT8 rows      a row of n int8 + one fp32 scale         n + 4           8 + 32/n          bitsandbytes LLM.int8
+    minigemma's own layouts (minigemma.quant; what it allocates, checked by tests/test_quant_memory.py):
+    int8 rows      n int8 + a scale in the compute dtype      n + 2 (bf16)    8 + 16/n          aten int8pack_mm
+    int4 g         g/2 B of codes + scale and zero (dtype)    g/2 + 4 (bf16)  4 + 32/g          aten int4pack_mm
+    int8 g         g int8 + the block's scale (native GGUF)   g + 2 / g + 4   8.5 / 10          Q8_0, Q5_0 / Q6_K
 
 Recipes follow what the tools really do: bitsandbytes and AWQ/GPTQ quantize only the linear layers and keep the
 embedding (Gemma's tied output head too) and the norms in 16 bits; llama.cpp keeps norms in F32, gives the tied
@@ -60,6 +64,10 @@ NF4 = Storage("NF4", 64, 36, flat=True)
 NF4_DQ = Storage("NF4+DQ", 64 * 256, 256 * 33 + 4, flat=True)
 INT4_G128 = Storage("INT4-g128", 128, 66.5)
 INT8_ROWS = Storage("INT8+row scale", 1, 1, row_bytes=4)
+MG_INT8_BF16 = Storage("mg int8 rows, bf16 scale", 1, 1, row_bytes=2)
+MG_INT4_G32, MG_INT4_G128 = Storage("mg int4 g32, bf16 scale+zero", 32, 20), Storage("mg int4 g128", 128, 68)
+NATIVE_GGUF = {"Q4_K": Storage("mg int4 g32, f32 scale+zero", 32, 24), "Q5_0": Storage("mg int8 g32, f16", 32, 34),
+               "Q8_0": Storage("mg int8 g32, f16", 32, 34), "Q6_K": Storage("mg int8 g16, f32", 16, 20)}  # else F32
 K_QUANT_FALLBACK = {"Q4_K": Q5_0, "Q5_K": Q5_1, "Q6_K": Q8_0}   # when a row does not split into 256-blocks
 
 
@@ -102,6 +110,17 @@ def linear_only(linear: Storage, other: Storage = BF16):
     return lambda tensor, num_layers: other if tensor.group in ("embedding", "norms") else linear
 
 
+def minigemma_quantized(storage: Storage):
+    """minigemma.quantize on a bfloat16 model: every linear and the tied embedding in `storage`, norms in bf16."""
+    return lambda tensor, num_layers: BF16 if tensor.group == "norms" else storage
+
+
+def native_gguf(base: Storage, mixed: bool = False):
+    """A GGUF file of type `base` loaded with quantized=True: each block type kept in minigemma's matching layout
+    (NATIVE_GGUF), anything else dequantized to float32 (the model computes in float32)."""
+    return lambda tensor, num_layers: NATIVE_GGUF.get(gguf_storage(tensor, num_layers, base, mixed).name, F32)
+
+
 def gguf(base: Storage, mixed: bool = False):
     return lambda tensor, num_layers: gguf_storage(tensor, num_layers, base, mixed)
 
@@ -118,6 +137,10 @@ WEIGHT_FORMATS = {
     "nf4": linear_only(NF4),
     "nf4-dq": linear_only(NF4_DQ),
     "int4": linear_only(INT4_G128),
+    "mg-int8": minigemma_quantized(MG_INT8_BF16),
+    "mg-int4-g32": minigemma_quantized(MG_INT4_G32),
+    "mg-int4-g128": minigemma_quantized(MG_INT4_G128),
+    "mg-q4_k_m": native_gguf(Q4_K, mixed=True),
 }
 FORMAT_NOTES = {
     "fp32": "every tensor in float32",
@@ -131,6 +154,23 @@ FORMAT_NOTES = {
     "nf4": "bitsandbytes NF4, fp32 absmax per 64 (4.5 bpw); embedding, norms bf16",
     "nf4-dq": "NF4 with double quantization (4.127 bpw); embedding, norms bf16",
     "int4": "AWQ/GPTQ int4, group 128 (4.156 bpw); embedding, norms bf16",
+    "mg-int8": "minigemma quantize int8: int8 + bf16 scale per row, tied embedding too; norms bf16",
+    "mg-int4-g32": "minigemma quantize int4 g32: codes + bf16 scale and zero per 32, tied embedding too",
+    "mg-int4-g128": "minigemma quantize int4 g128: codes + bf16 scale and zero per 128, tied embedding too",
+    "mg-q4_k_m": "a Q4_K_M GGUF loaded quantized=True: Q4_K as int4 g32, Q5_0/Q8_0/Q6_K as int8 groups, f32",
+}
+# Which formats minigemma runs, so that their weight bytes are an allocation checked by a test; the rest are
+# arithmetic, for the reason given.
+MEASURED = ("fp32", "bf16", "fp16", "mg-int8", "mg-int4-g32", "mg-int4-g128", "mg-q4_k_m")
+NOT_RUNNABLE = {
+    "int8": "bitsandbytes layout (fp32 row scales, bf16 embedding); minigemma runs mg-int8",
+    "int4": "AWQ packing (fp16 scale, 4-bit zero); minigemma runs mg-int4-g128",
+    "nf4": "NF4 code book: not runnable in minigemma, arithmetic only",
+    "nf4-dq": "NF4 + double quantization: not runnable in minigemma, arithmetic only",
+    "q8_0": "a GGUF file's own bytes (llama.cpp); minigemma loads GGUF natively as mg-q4_k_m",
+    "q6_k": "a GGUF file's own bytes (llama.cpp); minigemma keeps the 16-weight groups as int8 g16",
+    "q5_k_m": "a GGUF file's own bytes (llama.cpp); Q5_K blocks are not kept quantized by minigemma",
+    "q4_k_m": "a GGUF file's own bytes (llama.cpp); loaded natively by minigemma it is mg-q4_k_m",
 }
 
 

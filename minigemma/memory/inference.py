@@ -11,8 +11,9 @@
   keeps batch x heads x tokens^2 float32 scores, and logits for every position cost tokens x 256k vocab.
 * Overhead: the CUDA context and kernels, outside PyTorch's allocator; an assumption you can change.
 Not here: allocator rounding and fragmentation, kernel workspaces (cuBLAS, fused attention tiles), tensors of
-size O(hidden) or smaller, Gemma 3's QK-norm and extra norm temporaries, paged or quantized KV caches, and the
-float32 K/V copies of a bfloat16 decode step on the CPU (attention.attend_sdpa; GPUs attend in bfloat16).
+size O(hidden) or smaller, Gemma 3's QK-norm and extra norm temporaries, paged KV caches, the int8 cache's
+dequantized copy, and the float32 K/V copies of a bfloat16 decode step on the CPU (attention.attend_sdpa;
+GPUs attend in bfloat16).
 """
 from __future__ import annotations
 
@@ -84,8 +85,12 @@ def weight_bytes(config: GemmaConfig, fmt: str = "bf16") -> dict[str, int]:
 
 
 def kv_cache_bytes(config: GemmaConfig, tokens: int, batch: int = 1, dtype="bf16") -> int:
-    """K and V for `tokens` positions of every layer: the size of KVCache(config, batch, tokens, dtype)."""
-    return 2 * config.num_layers * batch * config.num_kv_heads * tokens * config.head_dim * dtype_bytes(dtype)
+    """K and V for `tokens` positions of every layer: the size of KVCache(config, batch, tokens, dtype); "int8":
+    quant.kv_int8.Int8KVCache, int8 codes plus one float32 scale per position and KV head."""
+    vectors = 2 * config.num_layers * batch * config.num_kv_heads * tokens       # one per (K|V, layer, b, head, t)
+    if dtype == "int8":
+        return vectors * (config.head_dim + 4)
+    return vectors * config.head_dim * dtype_bytes(dtype)
 
 
 def forward_phases(config: GemmaConfig, new_tokens: int, batch: int = 1, dtype="bf16", past_tokens: int = 0,

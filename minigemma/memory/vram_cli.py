@@ -14,12 +14,12 @@ from pathlib import Path
 
 from . import inference as memory
 from ..config import GemmaConfig
-from .formats import WEIGHT_FORMATS
+from .formats import MEASURED, NOT_RUNNABLE, WEIGHT_FORMATS
 
 HELP = "estimate GPU memory for a Gemma model: weight format x context length"
 PRESETS = {"2b": GemmaConfig.gemma_2b, "7b": GemmaConfig.gemma_7b}
 FLOAT_FORMATS = ("fp32", "bf16", "fp16")          # these run in their own dtype
-DEFAULT_FORMATS = "fp32,bf16,int8,q8_0,q6_k,q5_k_m,q4_k_m,nf4,int4"
+DEFAULT_FORMATS = "fp32,bf16,int8,q8_0,q6_k,q5_k_m,q4_k_m,nf4,int4,mg-int8,mg-int4-g32"
 GiB = memory.GiB
 GPUS = [("8 GiB (RTX 4060, RTX 3070)", 8 * GiB), ("12 GiB (RTX 3060, RTX 4070)", 12 * GiB),
         ("16 GiB (T4, RTX 4080, V100)", 16 * GiB), ("24 GiB (RTX 3090/4090, L4, A10G)", 24 * GiB),
@@ -69,6 +69,9 @@ def row(config, fmt, args) -> tuple[list[float], memory.Estimate]:
 
 def run(args) -> int:
     """args: the parsed flags of `minigemma vram` (declared, with their types, in cli/__init__.py)."""
+    if args.train:                                     # memory/training_cli.py
+        from .training_cli import run_train
+        return run_train(args)
     overhead = int(args.overhead_gib * memory.GiB)
     name, config = load_config(args.model)
     too_long = [n for n in args.context if n > config.max_seq_len]
@@ -95,6 +98,7 @@ def run(args) -> int:
         gpu = smallest_gpu(last.total) or "none listed (over 80 GiB)"
         print("".join(f"{c:>12}" for c in cells) + f"   {gpu}")
         details[fmt] = last
+    print_provenance(args.formats)
     show = args.dtype if args.dtype in details else args.formats[0]
     print_breakdown(details[show], show, largest)
     return 0
@@ -107,3 +111,13 @@ def print_breakdown(est: memory.Estimate, fmt: str, context: int) -> None:
     width = max(map(len, parts)) + 2
     for label, nbytes in [*parts.items(), ("total", est.total)]:
         print(f"  {label:{width}s}{nbytes:>16,}  = {memory.describe(nbytes)}")
+
+
+def print_provenance(formats: list[str]) -> None:
+    """Which weight figures are allocations minigemma makes (checked by tests) and which are arithmetic only."""
+    measured = [f for f in formats if f in MEASURED]
+    if measured:
+        print(f"\nmeasured: {', '.join(measured)} (minigemma runs these; its weight allocation equals the figure, "
+              "tests/test_quant_memory.py)")
+    for fmt in (f for f in formats if f in NOT_RUNNABLE):
+        print(f"predicted only: {fmt}: {NOT_RUNNABLE[fmt]}")

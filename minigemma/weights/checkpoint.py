@@ -101,12 +101,16 @@ def check_tied_head(path, lm_head: torch.Tensor | None, embedding: torch.Tensor)
                               "tied to it (minigemma has no separate head)")
 
 
-def load_model(path, dtype: torch.dtype | None = None, device="cpu") -> Gemma:
-    """Build a Gemma from a checkpoint. dtype None keeps the checkpoint's own dtype (that of its embedding)."""
+def load_model(path, dtype: torch.dtype | None = None, device="cpu", quantized: bool = False) -> Gemma:
+    """Build a Gemma from a checkpoint. dtype None keeps the checkpoint's own dtype (that of its embedding).
+    quantized=True (GGUF only) keeps the file's quantized blocks instead of dequantizing them."""
     kind, files = find_weights(Path(path))
     if kind == "gguf":                                                 # a .gguf, or a folder holding one
         from .gguf.model import load_gguf_model
-        return load_gguf_model(files[0], dtype=dtype, device=device)
+        return load_gguf_model(files[0], dtype=dtype, device=device, quantized=quantized)
+    if quantized:
+        raise ValueError(f"{path}: quantized=True keeps a GGUF's blocks; use minigemma.quantize(model, 'int8') "
+                         "on a loaded model instead")
     config, tensors = read_checkpoint(path)
     gemma3 = isinstance(config, Gemma3Config)
     found = {"lm_head": None, "embedding": None}

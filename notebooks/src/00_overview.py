@@ -353,4 +353,23 @@ print("the cell above rebuilds the same presets as minigemma.GemmaConfig")
 #   **16 / 16 heads (MHA)**; `head_dim` is 256 in both, so 7B's heads do not tile its hidden size.
 # * Parameters, derived line by line and confirmed on the meta device: **2,506,172,416** and **8,537,680,896**.
 # * Spec sheets that say 16/1 and 32/32 contradict the checkpoints' shapes and totals; shapes decide.
-# * Package module produced: **`minigemma/config.py`** (`GemmaConfig`). Next: 01, the tokenizer.
+# * Package module produced: **`minigemma/config.py`** (`GemmaConfig`).
+#
+# **The course.** Each lesson builds one piece, and its exercise (solutions in `exercises/solutions/`) has you
+# write it again, graded by checks that try inputs you have not seen:
+#
+# | # | lesson | exercise |
+# |---|---|---|
+# | 00 | [Overview: Gemma 1 on one page](00_overview.ipynb) | none |
+# | 01 | [Tokenizer: SentencePiece BPE](01_tokenizer.ipynb) | [`01_tokenizer.ipynb`](../exercises/01_tokenizer.ipynb) |
+# | 02 | [Embedding and the √D scale](02_embedding.ipynb) | [`02_embeddings.ipynb`](../exercises/02_embeddings.ipynb) |
+# | 03 | [RMSNorm](03_rmsnorm.ipynb) | [`03_rmsnorm.ipynb`](../exercises/03_rmsnorm.ipynb) |
+# | 04 | [Rotary position embedding](04_rope.ipynb) | [`04_rope.ipynb`](../exercises/04_rope.ipynb) |
+# | 05 | [Attention: MHA, MQA, GQA](05_attention.ipynb) | [`05_attention.ipynb`](../exercises/05_attention.ipynb) |
+# | 06 | [The GeGLU MLP](06_geglu.ipynb) | [`06_geglu.ipynb`](../exercises/06_geglu.ipynb) |
+# | 07 | [The decoder block and the whole model](07_model.ipynb) | [`07_decoder.ipynb`](../exercises/07_decoder.ipynb) |
+# | 08 | [KV cache, sampling and chat](08_kv_cache_generation.ipynb) | [`08_kv_cache_sampling.ipynb`](../exercises/08_kv_cache_sampling.ipynb) |
+# | 09 | [VRAM math](09_vram.ipynb) | [`09_vram.ipynb`](../exercises/09_vram.ipynb) |
+# | 10 | [Capstone: Gemma 3 270M from a GGUF file](10_capstone.ipynb) | none |
+#
+# This lesson has no exercise of its own. Next: 01, the tokenizer.

@@ -202,4 +202,6 @@ else:
 # * Statistics and the weight multiplication happen in **float32**, rounded once to the compute dtype;
 #   $\epsilon = 10^{-6}$ inside the square root.
 # * Matches `transformers`' `GemmaRMSNorm`: float32 to rounding error, bfloat16 bit for bit.
-# * Package module produced: **`minigemma/rmsnorm.py`** (`rms_norm`, `RMSNorm`). Next: 04, RoPE.
+# * Package module produced: **`minigemma/rmsnorm.py`** (`rms_norm`, `RMSNorm`).
+#
+# **Exercise:** [`../exercises/03_rmsnorm.ipynb`](../exercises/03_rmsnorm.ipynb). Next: 04, RoPE.

@@ -42,7 +42,7 @@ torch.set_num_threads(1)            # the models here are tiny: one thread beats
 print("torch", torch.__version__)
 
 # %% [markdown]
-# ## 1. The decoder block
+# ## 1. The decoder block, one sub-layer at a time
 #
 # Gemma's block is *pre-norm*: each sub-layer reads a normalised copy of the residual stream $h$ and **adds** its
 # output back, so $h$ itself is never normalised inside the stack:
@@ -51,16 +51,43 @@ print("torch", torch.__version__)
 #   h \leftarrow h + \mathrm{GeGLU}\big(\mathrm{RMSNorm}_2(h)\big).$$
 #
 # Checkpoint names: $\mathrm{RMSNorm}_1$ is `input_layernorm`, $\mathrm{RMSNorm}_2$ is
-# `post_attention_layernorm`, a misleading name, since in Gemma 1 it is the norm *before* the MLP. The block also
-# carries Gemma 3's optional "sandwich" norms, off for Gemma 1.
+# `post_attention_layernorm`, a misleading name, since in Gemma 1 it is the norm *before* the MLP.
 
-# %% export minigemma.block.DecoderBlock
+# %%
+def draw_residual_stream(blocks=2):
+    """The residual stream runs straight through; each sub-layer reads a normalised copy and adds to it."""
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    ax.annotate("", xy=(12.9, 1), xytext=(0.1, 1), arrowprops=dict(arrowstyle="-|>", lw=3, color="C0"))
+    ax.text(0.1, 1.3, "residual\nstream h", color="C0", fontsize=10)
+    ax.text(0.1, 0.55, "(batch, seq,\nhidden)", color="C0", fontsize=8)
+    x = 2.4
+    for block in range(blocks):
+        ax.add_patch(plt.Rectangle((x - 0.4, 0.45), 4.5, 3.3, fill=False, ls="--", ec="gray"))
+        ax.text(x + 1.85, 3.9, f"decoder block {block}", ha="center", color="gray")
+        for dx, norm, sub, color in ((0, "RMSNorm₁", "attention", "#cfe2ff"), (2.2, "RMSNorm₂", "GeGLU", "#d1e7dd")):
+            ax.annotate("", xy=(x + dx + 0.4, 1.75), xytext=(x + dx + 0.4, 1.05), arrowprops=dict(arrowstyle="-|>"))
+            ax.text(x + dx + 0.4, 1.95, norm, ha="center", fontsize=9, bbox=dict(fc="#eeeeee", ec="gray"))
+            ax.annotate("", xy=(x + dx + 0.4, 2.75), xytext=(x + dx + 0.4, 2.25), arrowprops=dict(arrowstyle="-|>"))
+            ax.text(x + dx + 0.4, 2.95, sub, ha="center", fontsize=9, bbox=dict(fc=color, ec="gray"))
+            ax.annotate("", xy=(x + dx + 1.5, 1.08), xytext=(x + dx + 1.0, 2.95),
+                        arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=-0.3"))
+            ax.text(x + dx + 1.5, 0.62, "+", ha="center", fontsize=14, weight="bold")
+        x += 4.8
+    ax.text(12.2, 1.35, "final RMSNorm,\nthen · Eᵀ", ha="center", fontsize=9)
+    ax.set_xlim(0, 13)
+    ax.set_ylim(0.3, 4.2)
+    ax.axis("off")
+    ax.set_title("pre-norm blocks: the stream is only ever added to")
+    plt.tight_layout()
+    plt.show()
+
+
+draw_residual_stream()
 
 # %% [markdown]
-# **Check against `transformers`' `GemmaDecoderLayer`.** The reference names its parts `self_attn`, `mlp`,
-# `input_layernorm`, `post_attention_layernorm`; we rename while copying. All weights, the norms included, get
-# seeded random values: a norm weight left at zero would make $(1 + w) = 1$ and hide the $+1$ convention.
-# Tolerance: float32 on both sides, `rtol=1e-5, atol=1e-5` (summation order only).
+# We build it against `transformers`' `GemmaDecoderLayer` with seeded random weights everywhere: a norm weight
+# left at zero would make $(1 + w) = 1$ and hide the $+1$ convention. Tolerance for every check in this section:
+# float32 on both sides, `rtol=1e-5, atol=1e-5` (the two sides only sum in different orders).
 
 # %%
 from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRotaryEmbedding
@@ -83,6 +110,53 @@ def randomize_(module, seed):
     return module
 
 
+cfg = GemmaConfig.tiny(num_heads=4, num_kv_heads=1)                     # hidden 64, MQA like 2B
+reference_block = randomize_(GemmaDecoderLayer(hf_config(cfg), layer_idx=0), seed=0).eval()
+seq = 10
+h = torch.randn(2, seq, cfg.hidden_size)                                 # (batch, seq, hidden)
+positions = torch.arange(seq)
+mask = causal_mask(positions, positions)                                  # (seq, seq) bool
+rope = rope_angles(positions, cfg.head_dim)
+with torch.no_grad():
+    cos_sin = GemmaRotaryEmbedding(hf_config(cfg))(h, positions[None])  # the reference's RoPE tables
+    additive = torch.zeros(seq, seq).masked_fill(~mask, float("-inf"))[None, None]   # its mask: 0 or -inf
+print("reference parts:", [name for name, _ in reference_block.named_children()])
+
+# %% [markdown]
+# **Sub-layer 1: attention.** Our `RMSNorm` and `Attention` (notebooks 03 and 05), given the reference's
+# `input_layernorm` and `self_attn` weights (the same parameter names), then added to $h$.
+
+# %%
+attn_norm, attn = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps), Attention(cfg).eval()
+attn_norm.load_state_dict(reference_block.input_layernorm.state_dict())
+attn.load_state_dict(reference_block.self_attn.state_dict())
+with torch.no_grad():
+    after_attn = h + attn(attn_norm(h), rope, mask)                      # (batch, seq, hidden)
+    theirs, _ = reference_block.self_attn(reference_block.input_layernorm(h), cos_sin, additive)
+torch.testing.assert_close(after_attn, h + theirs, rtol=1e-5, atol=1e-5)
+print(f"attention sub-layer {tuple(after_attn.shape)} == reference; it moved h by "
+      f"{(after_attn - h).norm() / h.norm():.0%} of its size")
+
+# %% [markdown]
+# **Sub-layer 2: the MLP.** `RMSNorm` and `GeGLU` (notebook 06), given `post_attention_layernorm` and `mlp`.
+
+# %%
+mlp_norm, mlp = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps), GeGLU(cfg.hidden_size, cfg.intermediate_size)
+mlp_norm.load_state_dict(reference_block.post_attention_layernorm.state_dict())
+mlp.load_state_dict(reference_block.mlp.state_dict())
+with torch.no_grad():
+    after_block = after_attn + mlp(mlp_norm(after_attn))                 # (batch, seq, hidden)
+    expected = reference_block(h, attention_mask=additive, position_embeddings=cos_sin)
+torch.testing.assert_close(after_block, expected, rtol=1e-5, atol=1e-5)
+print("attention then MLP sub-layer == the whole GemmaDecoderLayer")
+
+# %% [markdown]
+# **What we just built, as the package ships it**: the two sub-layers in one module. (`attention_class` and the
+# `layer` index let Gemma 3 swap in its own attention, notebook 10.)
+
+# %% export minigemma.block.DecoderBlock
+
+# %%
 BLOCK_NAMES = {"self_attn.": "attn.", "input_layernorm.": "attn_norm.", "post_attention_layernorm.": "mlp_norm."}
 
 
@@ -95,27 +169,16 @@ def to_our_names(state):
     return renamed
 
 
-cfg = GemmaConfig.tiny(num_heads=4, num_kv_heads=1)                     # hidden 64, MQA like 2B
-reference_block = randomize_(GemmaDecoderLayer(hf_config(cfg), layer_idx=0), seed=0).eval()
 block = DecoderBlock(cfg).eval()
 block.load_state_dict(to_our_names(reference_block.state_dict()))
-
-seq = 10
-h = torch.randn(2, seq, cfg.hidden_size)                                 # (batch, seq, hidden)
-positions = torch.arange(seq)
-mask = causal_mask(positions, positions)                                  # (seq, seq) bool
-with torch.no_grad():
-    cos_sin = GemmaRotaryEmbedding(hf_config(cfg))(h, positions[None])
-    additive = torch.zeros(seq, seq).masked_fill(~mask, float("-inf"))[None, None]
-    expected = reference_block(h, attention_mask=additive, position_embeddings=cos_sin)
-    actual = block(h, rope_angles(positions, cfg.head_dim), mask)
-torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
-
 package_block = mg_block.DecoderBlock(cfg).eval()
 package_block.load_state_dict(block.state_dict())
 with torch.no_grad():
-    assert torch.equal(package_block(h, rope_angles(positions, cfg.head_dim), mask), actual)
-print("DecoderBlock == transformers' GemmaDecoderLayer (float32) == minigemma.block.DecoderBlock")
+    actual = block(h, rope, mask)
+    assert torch.equal(actual, after_block)                               # the same operations in the same order
+    assert torch.equal(package_block(h, rope, mask), actual)
+torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+print("DecoderBlock == our two sub-layers == transformers' GemmaDecoderLayer == minigemma.block.DecoderBlock")
 
 # %% [markdown]
 # ## 2. The stack, the final norm and the tied output head
@@ -123,29 +186,61 @@ print("DecoderBlock == transformers' GemmaDecoderLayer (float32) == minigemma.bl
 # $$h_0 = E[\text{ids}] \cdot \sqrt{D}, \qquad h_{\ell+1} = \mathrm{Block}_\ell(h_\ell), \qquad
 #   \text{logits} = \mathrm{RMSNorm}(h_L)\, E^\top .$$
 #
-# The output head **is** the embedding matrix $E$ (vocab × hidden): Gemma ties them, so there is no
-# `lm_head` weight. RoPE tables and the causal mask are computed once per forward pass and shared by all layers.
-# With `return_hidden=True` the model also returns $h_0, \dots, h_L$, which we will need for debugging.
-# (`cache` is the KV cache of notebook 08; `last_only` skips the logits of all but the last position.)
-
-# %% export minigemma.model.Gemma
+# First by hand, with the pieces we have: an `Embedding`, six blocks sharing one RoPE table and one mask, a final
+# `RMSNorm`, and the embedding matrix again as the output head. Gemma ties them, so there is no `lm_head`.
 
 # %%
 cfg = GemmaConfig.tiny(num_layers=6, num_heads=4, num_kv_heads=1)
 torch.manual_seed(0)
+embed = Embedding(cfg.vocab_size, cfg.hidden_size)
+blocks = [randomize_(DecoderBlock(cfg, layer), seed=layer).eval() for layer in range(cfg.num_layers)]
+final_norm = randomize_(RMSNorm(cfg.hidden_size, cfg.rms_norm_eps), seed=99)
+
+ids = torch.tensor([[2, 17, 93, 5, 61, 8, 44, 120]])                     # (batch, seq); 2 = BOS
+positions = torch.arange(ids.shape[1])
+rope, mask = rope_angles(positions, cfg.head_dim, cfg.rope_theta), causal_mask(positions, positions)
+with torch.no_grad():
+    h = embed(ids)                                                       # (1, 8, hidden), already × sqrt(D)
+    stream = [h]
+    for block in blocks:
+        h = block(h, rope, mask)                                         # (1, 8, hidden) after every block
+        stream.append(h)
+    by_hand = final_norm(h) @ embed.weight.T                             # (1, 8, vocab)
+print(f"{len(stream)} states of the stream, each {tuple(h.shape)}; logits {tuple(by_hand.shape)}")
+
+# %% [markdown]
+# **What we just built, as the package ships it.** `Gemma` does exactly this, plus what generation needs: RoPE
+# tables and masks built once per pass by `rope_and_masks` (Gemma 3 overrides it for its local layers), the
+# positions and K/V of the KV cache (notebook 08), `last_only` to skip the logits of all but the last position,
+# and `return_hidden` for debugging. The input check `check_input` (types, vocabulary range, context length)
+# and the small conveniences of `ModelConveniences` (`dtype`, `num_parameters`, `new_cache`) are plumbing,
+# imported rather than shown.
+
+# %%
+from minigemma.model import ModelConveniences, check_input
+
+# %% export minigemma.model.Gemma
+
+# %%
 model = Gemma(cfg).eval()
+with torch.no_grad():
+    model.embed.weight.copy_(embed.weight)
+    for ours_, mine in zip(model.layers, blocks):
+        ours_.load_state_dict(mine.state_dict())
+    model.norm.load_state_dict(final_norm.state_dict())
 package_model = mg_model.Gemma(cfg).eval()
 package_model.load_state_dict(model.state_dict())
 
-ids = torch.tensor([[2, 17, 93, 5, 61, 8, 44, 120]])                     # (batch, seq); 2 = BOS
 with torch.no_grad():
     logits, hidden = model(ids, return_hidden=True)                      # (1, 8, vocab), 7 hidden states
     assert torch.equal(logits, package_model(ids))
     tied = rms_norm(hidden[-1], model.norm.weight, cfg.rms_norm_eps) @ model.embed.weight.T
+torch.testing.assert_close(logits, by_hand, rtol=0, atol=0)             # the same operations: bit for bit
 torch.testing.assert_close(logits, tied, rtol=0, atol=0)
+assert all(torch.equal(a, b) for a, b in zip(hidden, stream))
 assert not any("lm_head" in name for name in model.state_dict())
 print(f"logits {tuple(logits.shape)}; {len(hidden)} hidden states (embedding + {cfg.num_layers} blocks)")
-print("logits == RMSNorm(h_L) @ E.T exactly, no lm_head; notebook Gemma == minigemma.model.Gemma")
+print("Gemma == the stack by hand, exactly; logits == RMSNorm(h_L) @ E.T, no lm_head; == minigemma.model.Gemma")
 
 # %% [markdown]
 # The same class at full size, on the `meta` device (shapes only, no memory). Notice 7B's attention: 16 heads ×
@@ -325,13 +420,16 @@ for size in ("2b", "7b"):
 #
 # You built **`minigemma/block.py`** and **`minigemma/model.py`**:
 #
-# * `DecoderBlock`: $h + \mathrm{Attn}(\mathrm{RMSNorm}(h))$, then $h + \mathrm{GeGLU}(\mathrm{RMSNorm}(h))$,
-#   equal to `transformers`' `GemmaDecoderLayer`;
-# * `Gemma`: embedding × $\sqrt{D}$, the stack of blocks, the final RMSNorm and logits through the **tied**
-#   embedding matrix; 2,506,172,416 parameters at 2B size and 8,537,680,896 at 7B;
+# * `DecoderBlock`, from its two sub-layers, each checked against the reference's parts: $h + \mathrm{Attn}(
+#   \mathrm{RMSNorm}_1(h))$, then $h + \mathrm{GeGLU}(\mathrm{RMSNorm}_2(h))$, together equal to `transformers`'
+#   `GemmaDecoderLayer`; the residual stream runs through unnormalised;
+# * `Gemma`: first the stack by hand (embedding × $\sqrt{D}$, the blocks, the final RMSNorm, logits through the
+#   **tied** embedding matrix), then the package's class, equal to it bit for bit; 2,506,172,416 parameters at
+#   2B size and 8,537,680,896 at 7B;
 # * loaded from an official-layout checkpoint with `mg.load_model` (`minigemma/weights/checkpoint.py`), its logits equal
 #   `GemmaForCausalLM`'s within float32 rounding, and a per-layer plot that points at the first wrong layer.
 #
+# **Exercise:** [`../exercises/07_decoder.ipynb`](../exercises/07_decoder.ipynb): assemble a decoder block yourself.
 # Next: generating text quickly with a KV cache, and choosing tokens (notebook 08).
 
 # %%

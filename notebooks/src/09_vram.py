@@ -23,9 +23,6 @@
 
 # %%
 import io
-import os
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -171,9 +168,13 @@ print(f"{INT8_ROWS.name}: 8 + 32 / row length bits (bitsandbytes LLM.int8: one f
 # %% [markdown]
 # Tools do not quantize every tensor the same way. bitsandbytes (int8, NF4) and AWQ/GPTQ (int4) replace only the
 # linear layers: the embedding, which for Gemma is also the output head (a fifth of the 2B's parameters), and
-# the norms stay in 16 bits. llama.cpp's `Q4_K_M` keeps norms in float32, gives the tied embedding `Q6_K`, and
-# gives `attn_v` and `ffn_down` `Q6_K` on the layers chosen by `use_more_bits`; a row whose length is not a
-# multiple of 256 falls back to a 32-weight format (`Q4_K → Q5_0`, `Q6_K → Q8_0`).
+# the norms stay in 16 bits. llama.cpp's `Q4_K_M` keeps norms in float32, asks for `Q6_K` for the tied
+# embedding, and gives `attn_v` and `ffn_down` `Q6_K` on the layers chosen by `use_more_bits`. K-quants split a
+# row into 256-weight blocks, so a row whose length is not a multiple of 256 falls back to a 32-weight format
+# (`K_QUANT_FALLBACK` in `minigemma/memory/formats.py`: `Q4_K → Q5_0`, `Q5_K → Q5_1`, `Q6_K → Q8_0`). Gemma 1's
+# rows are 2048 or 3072 wide, so its embedding really is `Q6_K` (6.56 bits per weight). The Gemma 3 270M's rows
+# are 640 wide (2.5 blocks): there the tied embedding, like `attn_v`, is stored as **`Q8_0`** (8.5 bits), and
+# `attn_q`, `attn_k`, `ffn_gate` and `ffn_up` as `Q5_0`. Notebook 10 reads the same file and says the same.
 
 # %% export minigemma.memory.formats.use_more_bits minigemma.memory.formats.gguf_storage
 
@@ -197,6 +198,11 @@ for info in gguf_file.tensors.values():
     kind = gguf.GGMLQuantizationType(info.ggml_type).name
     types[kind] = types.get(kind, 0) + 1
 print(f"{len(in_file)} tensors, {sum(in_file.values()):,} bytes: recipe == file, tensor by tensor. Types: {types}")
+embedding_type = gguf.GGMLQuantizationType(gguf_file.tensors["token_embd.weight"].ggml_type).name
+embedding_2b = next(t for t in weight_tensors(gemma_2b) if t.group == "embedding")
+assert embedding_type == "Q8_0" == K_QUANT_FALLBACK["Q6_K"].name                     # 640 % 256 != 0: fallback
+assert storage_for(embedding_2b, gemma_2b.num_layers, "q4_k_m") is Q6_K               # 2048 % 256 == 0: no fallback
+print(f"tied embedding: {embedding_type} in the 270M file (rows of 640); Q6_K for Gemma 2B (rows of 2048)")
 
 # %%
 formats = ["fp32", "bf16", "int8", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "nf4", "nf4-dq", "int4"]
@@ -289,7 +295,9 @@ for label, nbytes in readings.items():
 #
 # Prefill processes the whole prompt ($S = T$ = context); decode one token ($S = 1$, $T$ = context).
 
-# %% export minigemma.memory.expanded_kv_copy minigemma.memory.forward_phases
+# %% export minigemma.memory.expanded_kv_copy
+
+# %% export minigemma.memory.forward_phases
 
 # %%
 def show_phases(cfg, tokens, attention, last_only=True):
@@ -321,7 +329,13 @@ _ = show_phases(gemma_2b, 4096, "sdpa", last_only=False)
 # not to the model: the same code needs it on one laptop and not on the next. We run prefills of small
 # 2B-shaped (MQA) and 7B-shaped (MHA) models and compare.
 
-# %% export minigemma.memory.measure._quiet_c_stderr minigemma.memory.measure._owner minigemma.memory.measure._allocation_events minigemma.memory.measure._without_kernel_scratch minigemma.memory.measure.cpu_peak_bytes
+# %% [markdown]
+# The measuring is plumbing, not the lesson, so we import it: `minigemma/memory/measure.py`'s `cpu_peak_bytes(fn)`
+# runs `fn` under the profiler, keeps the CPU allocator's events (dropping kernel scratch, as above) and returns the
+# peak of their running sum above what was allocated before.
+
+# %%
+from minigemma.memory.measure import cpu_peak_bytes
 
 # %%
 small = {"2B-shaped": GemmaConfig.tiny(vocab_size=16384, hidden_size=256, intermediate_size=2048, num_heads=8,
@@ -594,3 +608,8 @@ print("a separate lm_head would add:", describe(2 * gemma_2b.vocab_size * gemma_
 #   `minigemma/memory/measure.py` (the profiler measurement that checks them),
 #   `minigemma/memory/formats.py` (storage formats and quantization recipes) and the `minigemma vram` command
 #   (`minigemma/memory/vram_cli.py`). `benchmarks/vram_gpu.py` checks the prediction on a real GPU.
+# * The tied embedding of a `Q4_K_M` file is `Q6_K` when its rows split into 256-weight blocks (Gemma 1) and falls
+#   back to `Q8_0` when they do not (the 270M's 640-wide rows).
+#
+# **Exercise:** [`../exercises/09_vram.ipynb`](../exercises/09_vram.ipynb): count weights and KV cache from any
+# config. Next: notebook 10 builds Gemma 3 from the same pieces and runs the real 270M.

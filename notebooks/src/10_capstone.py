@@ -72,7 +72,10 @@ print(f"{len(gguf.metadata['tokenizer.ggml.tokens']):,} vocabulary pieces, {len(
 
 # %% [markdown]
 # Most tensors are *quantized*: stored in blocks of 32 or 256 values that share a scale, 4-8 bits per value.
-# `Q4_K_M` is a mix: the big matrices get 4-6 bits, the embedding 8 bits, and every norm stays float32.
+# `Q4_K_M` is a mix: the big matrices get 4-6 bits and every norm stays float32. The recipe asks for `Q6_K` for
+# the tied embedding, but K-quants need rows that split into 256-weight blocks and this model's rows are 640
+# wide, so llama.cpp falls back to `Q8_0` (32-weight blocks, 8.5 bits); Gemma 1's 2048-wide rows keep `Q6_K`
+# (notebook 09, §4, sizes both).
 
 # %%
 from gguf import GGMLQuantizationType
@@ -82,6 +85,7 @@ values = sum(int(np.prod(info.shape)) for info in gguf.tensors.values())
 print(dict(sorted(kinds.items())))
 print(f"{values:,} values in {stored:,} bytes: {8 * stored / values:.2f} bits per value")
 assert kinds["F32"] == 1 + 18 * 6                       # output_norm + six norms per block: never quantized
+assert GGMLQuantizationType(gguf.tensors["token_embd.weight"].ggml_type).name == "Q8_0"   # Q6_K -> Q8_0 fallback
 
 # %% [markdown]
 # ## 2. The config, from metadata
@@ -355,3 +359,7 @@ assert wrong_top != " Paris"
 #   metadata, name mapping, the `1 + w` undo, `load_gguf_model`), `minigemma/weights/gguf/tokenizer.py` (the
 #   SentencePiece model rebuilt from the vocabulary) and `minigemma/gemma3.py` (Gemma3Config, Gemma3Attention,
 #   Gemma3Block, sliding_window_mask, Gemma3).
+#
+# **Exercises:** the capstone has no exercise notebook of its own; it reuses what exercises 01-09 practise
+# ([`../exercises/`](../exercises/), from [`01_tokenizer.ipynb`](../exercises/01_tokenizer.ipynb) to
+# [`09_vram.ipynb`](../exercises/09_vram.ipynb)).

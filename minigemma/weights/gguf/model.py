@@ -83,8 +83,12 @@ def embedding_rows(gguf: GGUFFile) -> int:
     return gguf.tensors["token_embd.weight"].shape[0]
 
 
-def load_gguf_model(path, dtype: torch.dtype | None = None, device="cpu") -> Gemma3:
-    """A Gemma 3 GGUF as a minigemma Gemma3. dtype None: float32 (quantized blocks are dequantized to float32)."""
+def load_gguf_model(path, dtype: torch.dtype | None = None, device="cpu", quantized: bool = False) -> Gemma3:
+    """A Gemma 3 GGUF as a minigemma Gemma3. dtype None: float32 (quantized blocks are dequantized to float32).
+    quantized=True keeps Q4_K/Q8_0/Q5_0/Q6_K blocks quantized (minigemma.quant.gguf_native; CPU)."""
+    if quantized:
+        from ...quant.gguf_native import load_gguf_quantized
+        return load_gguf_quantized(path, dtype or torch.float32).to(device)
     gguf = read_gguf(path)
 
     def read(gguf_name: str, name: str) -> torch.Tensor:
