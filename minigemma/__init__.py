@@ -33,7 +33,7 @@ Below them, everything that is not a lesson, one subpackage per capability:
     grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, release (what is
                 graded), probe (in the learner's kernel) and remote (its grader side), session (one kernel run),
                 sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
-                sampling, vram)
+                sampling, vram, attention_module, generation, own_gemma)
     quant/      transforms of a finished model: quantize (transform; int8 and int4 linears over PyTorch's packed
                 kernels, int8_groups, embedding for the tied head), kv_int8 (an int8 KV cache), ggml_blocks
                 (GGUF block bytes -> codes and scales, and floats), gguf_native (a GGUF loaded with its blocks kept)

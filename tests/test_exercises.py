@@ -29,7 +29,7 @@ import build  # noqa: E402  (exercises/build.py)
 STUBS = sorted(EXERCISES.glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS = sorted((EXERCISES / "solutions").glob("[0-9][0-9]_*.ipynb"))
 TOPICS = ["tokenizer", "embeddings", "rmsnorm", "rope", "attention", "geglu", "decoder", "kv_cache_sampling", "vram",
-          "quantization", "training"]
+          "own_gemma", "quantization", "training"]
 NBGRADER_KEYS = {"grade", "grade_id", "locked", "points", "schema_version", "solution", "task", "cell_type",
                  "checksum"}
 
@@ -99,7 +99,8 @@ def test_nbgrader_metadata(path):
     assert metadata_problems(nb) == []
     grade_cells = [c for c in nb.cells if c.metadata["nbgrader"]["grade"]]
     solution_cells = [c for c in nb.cells if c.metadata["nbgrader"]["solution"]]
-    assert len(grade_cells) >= 3 and len(solution_cells) == len(grade_cells)
+    at_least = 1 if "own_gemma" in path.name else 3         # the final exercise is one assembly task
+    assert len(grade_cells) >= at_least and len(solution_cells) == len(grade_cells)
     for cell in solution_cells:
         if path in STUBS:
             assert "raise NotImplementedError()" in cell.source and "BEGIN SOLUTION" not in cell.source
@@ -240,16 +241,20 @@ def test_every_check_accepts_its_solution(solution):
              "rmsnorm-fold": "fold_norm_weight", "rope-angles": "rope_angles", "rope-apply": "apply_rope",
              "rope-convert": "interleaved_to_half_split", "attention-mask": "causal_mask",
              "attention-core": "attention", "attention-gqa": "attention_gqa",
-             "attention-window": "sliding_window_mask", "geglu-gelu": "gelu_tanh", "geglu-mlp": "geglu",
+             "attention-window": "sliding_window_mask", "attention-module": "Attention",
+             "geglu-gelu": "gelu_tanh", "geglu-mlp": "geglu",
              "geglu-fused": "geglu_fused", "block-forward": "decoder_block", "block-model": "gemma_forward",
              "block-names": "to_hf_name", "kv-cache": "KVCache", "kv-rolling": "RollingKVCache",
              "sampling-temperature": "next_token_probs", "sampling-top-p": "top_p_filter",
              "vram-parameters": "count_parameters", "vram-kv-bytes": "kv_cache_bytes", "vram-context": "max_context",
              "quant-int8": "quantize_int8", "quant-q8-0": "dequantize_q8_0", "quant-q4-k": "dequantize_q4_k"}
+    names.update({"generate-greedy": "generate", "own-gemma1": "load_gemma1", "loss-next-token": "next_token_loss",
+                  "lora-forward": "lora_forward", "lora-merge": "merge_lora_weight"})
+    extra = {"generate-greedy": [solution["TinyGemma"]]}        # checks that also take a given class
     assert set(names) == set(REGISTRY)
     for task, name in names.items():
         for _ in range(2):                                     # fresh random inputs each time
-            result = REGISTRY[task].run(solution[name])
+            result = REGISTRY[task].run(solution[name], *extra.get(task, []))
             assert result.passed, (task, result.message)
 
 
@@ -380,6 +385,66 @@ def test_attention_mistakes(solution):
     distance = lambda n: torch.arange(n)[:, None] - torch.arange(n)[None, :]   # noqa: E731
     fails_with(check_sliding_window_mask, lambda n, w: (distance(n) >= 0) & (distance(n) <= w), "off by one")
     fails_with(check_sliding_window_mask, lambda n, w: distance(n).abs() < w, "causal")
+
+
+def attention_module_with(solution, edit):
+    """The solution's Attention class with one line of its forward replaced (a classic mistake)."""
+    cells = build.split_cells((EXERCISES / "src" / "05_attention.py").read_text(), "05_attention.py")
+    source = "\n".join(next(c for c in cells if c["kind"] == "solution" and c["id"] == "attention-module")["lines"])
+    old, new = edit
+    assert old in source
+    namespace = {"torch": torch, "attention_gqa": solution["attention_gqa"]}
+    exec(source.replace(old, new), namespace)
+    return namespace["Attention"]
+
+
+def test_attention_module_mistakes(solution):
+    from minigemma.grading import check_attention_module
+    assert check_attention_module.run(solution["Attention"]).passed
+    mistakes = [(("q = rope(heads(self.q_proj(x), self.num_heads))", "q = heads(self.q_proj(x), self.num_heads)"),
+                 "RoPE on k only"),
+                (("k = rope(heads(self.k_proj(x), self.num_kv_heads))", "k = heads(self.k_proj(x), self.num_kv_heads)"),
+                 "RoPE on q only"),
+                (("return t.view(batch, seq, count, self.head_dim).transpose(1, 2)",
+                  "return t.view(batch, count, seq, self.head_dim)"), "heads are split wrongly"),
+                (("out.transpose(1, 2).reshape(batch, seq, -1)", "out.reshape(batch, seq, -1)"),
+                 "heads are merged wrongly"),
+                (("t1, t2 = t[..., : self.head_dim // 2], t[..., self.head_dim // 2:]",
+                  "t1, t2 = t[..., 0::2], t[..., 1::2]\n            return torch.stack((t1 * cos - t2 * sin, "
+                  "t2 * cos + t1 * sin), -1).flatten(-2)"), "interleaved"),
+                (("self.q_proj = torch.nn.Linear", "self.query = torch.nn.Linear"), "q_proj")]
+    for edit, phrase in mistakes:
+        fails_with(check_attention_module, attention_module_with(solution, edit), phrase)
+
+
+def test_generation_loop_mistakes(solution):
+    from minigemma.grading import check_greedy_generate
+    KVCache, TinyGemma = solution["KVCache"], solution["TinyGemma"]
+
+    def loop(cache_each_step=False, keep_stop=True, stop=True, extra=0):
+        def generate(model, prompt_ids, max_new_tokens, stop_ids):
+            ids, new = list(prompt_ids), []
+            cache = KVCache(model.config, 1, len(ids) + max_new_tokens + extra)
+            step = torch.tensor([ids])
+            for _ in range(max_new_tokens + extra):
+                if cache_each_step:                              # no reuse: the whole sequence every step
+                    cache, step = KVCache(model.config, 1, len(ids) + 1), torch.tensor([ids])
+                next_id = int(model(step, cache)[0, -1].argmax())
+                ids.append(next_id)
+                if stop and next_id in stop_ids:
+                    new += [next_id] if keep_stop else []
+                    break
+                new.append(next_id)
+                step = torch.tensor([[next_id]])
+            return new
+        return generate
+
+    assert check_greedy_generate.run(loop(), TinyGemma).passed
+    for wrong, phrase in [(loop(cache_each_step=True), "re-ran the whole sequence"),
+                          (loop(keep_stop=False), "stop id itself"), (loop(stop=False), "did not stop"),
+                          (loop(extra=1), "run the prompt once")]:
+        result = check_greedy_generate.run(wrong, TinyGemma)
+        assert not result.passed and phrase in result.message, result.message
 
 
 def test_geglu_mistakes():

@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from minigemma.grading import check_causal_mask, check_attention, check_gqa, check_sliding_window_mask
+from minigemma.grading import (check_attention, check_attention_module, check_causal_mask, check_gqa,
+                               check_sliding_window_mask)
 
 # %% [markdown]
 # ## Task 1 · The causal mask, with a cache (2 points)
@@ -93,3 +94,44 @@ def sliding_window_mask(seq_len, window):
 
 # %% grade attention-window points=2
 check_sliding_window_mask(sliding_window_mask)
+
+# %% [markdown]
+# ## Task 5 · The attention module (4 points)
+#
+# Now the whole layer, as a Gemma checkpoint stores it. `x` is the residual stream `(batch, seq, hidden)`; four
+# linear maps (no bias) hold the weights: `q_proj` to `heads * head_dim`, `k_proj` and `v_proj` to
+# `kv_heads * head_dim`, `o_proj` back to `hidden`. The order is **project -> RoPE -> attend -> project back**:
+# split each projection into heads, rotate `q` and `k` with the `cos`, `sin` tables `(seq, head_dim // 2)` exactly
+# as in exercise 04 (bring your `apply_rope` into this cell), attend causally with your `attention_gqa`, merge the
+# heads back and apply `o_proj`. Keep the layer names: the check loads a checkpoint's weights into your module.
+# It tries MQA, GQA and MHA.
+
+# %% solution attention-module
+class Attention(torch.nn.Module):
+    def __init__(self, hidden_size, num_heads, num_kv_heads, head_dim):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.q_proj = torch.nn.Linear(hidden_size, num_heads * head_dim, bias=False)
+        self.k_proj = torch.nn.Linear(hidden_size, num_kv_heads * head_dim, bias=False)
+        self.v_proj = torch.nn.Linear(hidden_size, num_kv_heads * head_dim, bias=False)
+        self.o_proj = torch.nn.Linear(num_heads * head_dim, hidden_size, bias=False)
+
+    def forward(self, x, cos, sin):
+        ### BEGIN SOLUTION
+        batch, seq, _ = x.shape
+
+        def heads(t, count):                                          # (batch, count, seq, head_dim)
+            return t.view(batch, seq, count, self.head_dim).transpose(1, 2)
+
+        def rope(t):                                                  # half-split pairs (i, i + head_dim/2)
+            t1, t2 = t[..., : self.head_dim // 2], t[..., self.head_dim // 2:]
+            return torch.cat((t1 * cos - t2 * sin, t2 * cos + t1 * sin), dim=-1)
+        q = rope(heads(self.q_proj(x), self.num_heads))
+        k = rope(heads(self.k_proj(x), self.num_kv_heads))
+        v = heads(self.v_proj(x), self.num_kv_heads)
+        out = attention_gqa(q, k, v)                                  # (batch, heads, seq, head_dim)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+        ### END SOLUTION
+
+# %% grade attention-module points=4
+check_attention_module(Attention)

@@ -11,7 +11,13 @@
 import torch
 
 import minigemma as mg
-from minigemma.grading import check_kv_cache, check_rolling_kv_cache, check_temperature_top_k, check_top_p
+from minigemma.rmsnorm import RMSNorm
+from minigemma.rope import rope_angles
+from minigemma.attention import causal_mask
+from minigemma.block import DecoderBlock
+from minigemma.embedding import Embedding
+from minigemma.grading import (check_greedy_generate, check_kv_cache, check_rolling_kv_cache,
+                               check_temperature_top_k, check_top_p)
 
 # %% [markdown]
 # ## Task 1 · Complete the cache (3 points)
@@ -121,3 +127,55 @@ def top_p_filter(logits, top_p):
 
 # %% grade sampling-top-p points=3
 check_top_p(top_p_filter)
+
+# %% [markdown]
+# ## Task 5 · The generation loop (4 points)
+#
+# Put it together: greedy decoding with your `KVCache` from task 1. `TinyGemma` below (given; minigemma's blocks)
+# runs `model(ids, cache)`: `ids` `(1, seq)` are the *new* tokens, placed after the `cache.length` tokens already
+# cached; it returns logits `(1, seq, vocab)` and advances the cache.
+#
+# Write `generate(model, prompt_ids, max_new_tokens, stop_ids)` returning the list of new ids: run the prompt once,
+# then feed back only the token just chosen, at most `max_new_tokens` times. Greedy means the most likely next
+# token. When the token chosen is one of `stop_ids`, keep it in the result and stop.
+
+# %%
+class TinyGemma(torch.nn.Module):
+    """A tiny Gemma from minigemma's blocks: forward(ids, cache) runs the new ids after the cached ones."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embed = Embedding(config.vocab_size, config.hidden_size)
+        self.layers = torch.nn.ModuleList(DecoderBlock(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.fed = []                                                 # ids per call (the check reads it)
+
+    def forward(self, ids, cache):
+        self.fed.append(ids.shape[1])
+        positions = torch.arange(cache.length, cache.length + ids.shape[1])
+        rope = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
+        mask = causal_mask(positions, torch.arange(cache.length + ids.shape[1]))
+        h = self.embed(ids)                                           # (1, seq, hidden)
+        for block in self.layers:
+            h = block(h, rope, mask, cache)
+        cache.advance(ids.shape[1])
+        return self.embed.logits(self.norm(h))                        # (1, seq, vocab)
+
+# %% solution generate-greedy
+def generate(model, prompt_ids, max_new_tokens, stop_ids):
+    ### BEGIN SOLUTION
+    cache = KVCache(model.config, 1, len(prompt_ids) + max_new_tokens)
+    step_input, new_ids = torch.tensor([prompt_ids]), []
+    for _ in range(max_new_tokens):
+        logits = model(step_input, cache)                             # (1, seq, vocab)
+        next_id = int(logits[0, -1].argmax())
+        new_ids.append(next_id)
+        if next_id in stop_ids:
+            break
+        step_input = torch.tensor([[next_id]])                        # only the new token goes in
+    return new_ids
+    ### END SOLUTION
+
+# %% grade generate-greedy points=4
+check_greedy_generate(generate, TinyGemma)

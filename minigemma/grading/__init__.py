@@ -26,9 +26,12 @@ import time
 from pathlib import Path
 
 from .checks.attention import check_attention, check_causal_mask, check_gqa, check_sliding_window_mask
+from .checks.attention_module import check_attention_module
 from .checks.block import check_decoder_block, check_gemma_forward, check_hf_names
 from .checks.embedding import check_embed, check_embedding_scale, check_tied_logits
+from .checks.generation import check_greedy_generate
 from .checks.kv_cache import check_kv_cache, check_rolling_kv_cache
+from .checks.own_gemma import check_own_gemma1
 from .checks.mlp import check_geglu, check_geglu_fused, check_gelu_tanh
 from .checks.quant import check_dequantize_q4_k, check_dequantize_q8_0, check_quantize_int8
 from .checks.rmsnorm import check_fold_norm, check_rms_norm, check_rmsnorm_module
