@@ -154,7 +154,7 @@ def draw_cache_filling(prompt_len=4, decode_steps=4, max_len=8):
 
 draw_cache_filling()
 
-# %% export minigemma.kv_cache.KVCache minigemma.kv_cache.positions_for
+# %% export minigemma.kv_cache.cache_shape minigemma.kv_cache.KVCache minigemma.kv_cache.positions_for
 
 # %% [markdown]
 # **Check 2: cached decoding gives the same logits as recomputing everything.** Prefill 6 prompt tokens in one
