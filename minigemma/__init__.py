@@ -22,7 +22,7 @@ Below them, everything that is not a lesson, one subpackage per capability:
     weights/    loading checkpoints: checkpoint (load_model), assemble (the one weight-assembly path), layouts
                 (Hugging Face and gemma_pytorch names and configs), tensor_files (safetensors reader), guards
                 (hostile-file checks, CheckpointError), summary (what `minigemma info` reports), gguf/ (file reader,
-                Gemma 3 loader, tokenizer)
+                Gemma 3 loader, tokenizer; packing: Q4_K's packed scales)
     memory/     bytes from the config [09]: inference (the estimate), formats (weight storage formats), measure
                 (torch.profiler check), vram_cli (the `minigemma vram` command); training [12] (weights,
                 gradients, optimizer states, activations) and training_cli (`minigemma vram --train`)

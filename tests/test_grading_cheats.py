@@ -111,6 +111,14 @@ def cheats(classmate: Path) -> dict[str, tuple]:
     fused.source = "import torch\nhuge = torch.empty(30 * 2**30, dtype=torch.uint8)\nhuge.fill_(1)\n" + fused.source
     out["flood"] = (nb, {"geglu-gelu": "refused: import of transformers", "geglu-mlp": "printed too much",
                          "geglu-fused": "allocate"})
+    nb = solution("11_quantization.ipynb")              # the package's quantizer and block decoder as answers
+    set_code(nb, "quant-int8", "from minigemma.quant.int8 import quantize_int8_rows as quantize_int8")
+    set_code(nb, "quant-q8-0", "from minigemma.quant import ggml_blocks
+"
+             "def dequantize_q8_0(blocks):
+    return ggml_blocks.dequantize('Q8_0', blocks)")
+    out["quant"] = (nb, {"quant-int8": "refused: import of minigemma.quant", "quant-q8-0": "refused: import of "
+                         "minigemma.quant", "quant-q4-k": PASSED})
     return out
 
 
@@ -122,7 +130,7 @@ def graded(tmp_path_factory):
     classmate.write_bytes((SOLUTIONS / "04_rope.ipynb").read_bytes())
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (GRADER_FILE, classmate)}
     expected, paths = {}, []
-    exercise_of = {"sdpa": "05_attention", "flood": "06_geglu"}
+    exercise_of = {"sdpa": "05_attention", "flood": "06_geglu", "quant": "11_quantization"}
     os.environ["MINIGEMMA_TEST_SECRET"] = SECRET
     try:
         for name, (nb, tasks) in cheats(classmate).items():

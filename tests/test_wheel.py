@@ -41,7 +41,7 @@ def test_installed_wheel_runs_vram_info_and_grade_outside_the_repo(wheel, tmp_pa
     from reference import save_example_checkpoints                     # a tiny random-weight checkpoint
     checkpoint = save_example_checkpoints(tmp_path / "ckpt") / "hf"
     exercise = ROOT / "exercises" / "solutions" / "03_rmsnorm.ipynb"
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    env = {**os.environ, "PYTHONPATH": str(target), "MINIGEMMA_EXERCISES": str(ROOT / "exercises")}
     where = subprocess.run([sys.executable, "-c", "import minigemma; print(minigemma.__file__)"], env=env,
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(target)), where                        # the installed copy, not the repository

@@ -13,7 +13,7 @@
 import torch
 
 from minigemma.grading import check_dequantize_q4_k, check_dequantize_q8_0, check_quantize_int8
-from minigemma.quant.ggml_blocks import q4_k_scales_and_mins
+from minigemma.weights.gguf.packing import q4_k_scales_and_mins
 
 # %% [markdown]
 # ## Task 1 · Absmax int8, per output channel (3 points)

@@ -12,18 +12,20 @@ Not here: running it (runner.py).
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
 from .notebook import nbgrader_meta
 
-EXERCISES_DIR = Path(__file__).resolve().parents[2] / "exercises"
+# the release versions: the repository's exercises/, or $MINIGEMMA_EXERCISES for a grader installed from a wheel
+EXERCISES_DIR = Path(os.environ.get("MINIGEMMA_EXERCISES") or Path(__file__).resolve().parents[2] / "exercises")
 LESSON_MODULES = ["tokenizer", "bpe", "embedding", "rmsnorm", "rope", "attention", "mlp", "block", "model",
                   "kv_cache", "generate", "gemma3", "weights", "memory", "reference", "cli"]
 GIVEN = {"07": {"embedding", "rmsnorm", "rope", "attention", "mlp", "block", "model", "kv_cache"},
          "08": {"embedding", "rmsnorm", "rope", "attention", "mlp", "block"},   # parts these exercises hand out
          "11": {"embedding", "rmsnorm", "rope", "attention", "mlp", "block", "model", "kv_cache", "gemma3",
-                "weights", "tokenizer", "bpe", "generate"}}     # minigemma.quant (its set-up) imports the model
+                "weights", "tokenizer", "bpe", "generate"}}     # the 6-bit packing it hands out is in weights
 ALWAYS_REFUSED = ["transformers", "minigemma.grading.checks", "minigemma.grading.core", "minigemma.grading.compare",
                   "minigemma.grading.runner", "minigemma.grading.remote", "minigemma.grading.release",
                   "minigemma.grading.session", "minigemma.grading.sandbox"]
@@ -101,6 +103,10 @@ def restored(submission, path: Path):
     return run, exercise
 
 
+REFUSED_TOO = {"11": ["minigemma.quant"]}    # the answers of exercise 11 (quantizers, block decoders)
+
+
 def refused_modules(exercise: str) -> list[str]:
     given = GIVEN.get(exercise[:2], set())
-    return [f"minigemma.{name}" for name in LESSON_MODULES if name not in given] + ALWAYS_REFUSED
+    return ([f"minigemma.{name}" for name in LESSON_MODULES if name not in given] + REFUSED_TOO.get(exercise[:2], [])
+            + ALWAYS_REFUSED)

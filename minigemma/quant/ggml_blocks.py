@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..weights.gguf.packing import q4_k_scales_and_mins  # noqa: F401  (the 6-bit scale packing, shared)
+
 BLOCK_BYTES = {"Q8_0": 34, "Q5_0": 22, "Q4_K": 144, "Q6_K": 210}
 GROUPS = {"Q8_0": 32, "Q5_0": 32, "Q4_K": 32, "Q6_K": 16}               # weights per scale
 GGML_TYPE_NAMES = {8: "Q8_0", 6: "Q5_0", 12: "Q4_K", 14: "Q6_K"}       # gguf.GGMLQuantizationType values
@@ -49,18 +51,6 @@ def decode_q5_0(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     low, high = low_high_nibbles(blocks[:, 6:])                    # (n, 16) each: weights 0-15 and 16-31
     q = torch.cat((low, high), dim=1) | (fifth << 4)                # (n, 32) unsigned 0..31
     return q.to(torch.int8) - 16, f16(blocks[:, :2])                # codes -16..15, (n, 1) scale
-
-
-def q4_k_scales_and_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """12 bytes -> 8 six-bit scales and 8 six-bit mins, one each per 32-weight sub-block.
-
-    Bytes 0-3 hold scales 0-3 and bytes 4-7 mins 0-3 in their low 6 bits; bytes 8-11 hold the low 4 bits of
-    scale j+4 (low nibble) and min j+4 (high nibble), whose top 2 bits sit in bits 6-7 of bytes j and j+4.
-    """
-    p = packed.long()                                               # (n, 12)
-    scales = torch.cat((p[:, 0:4] & 63, (p[:, 8:12] & 0x0F) | ((p[:, 0:4] >> 6) << 4)), dim=1)   # (n, 8)
-    mins = torch.cat((p[:, 4:8] & 63, (p[:, 8:12] >> 4) | ((p[:, 4:8] >> 6) << 4)), dim=1)       # (n, 8)
-    return scales.float(), mins.float()
 
 
 def decode_q4_k(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

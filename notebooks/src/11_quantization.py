@@ -587,7 +587,7 @@ print(f"int8: identical to section 1. int4: max |error| / step {((w_package - up
 # Each returns the block's integer codes and its per-group scales (Q4_K also its mins), not floats: that is what
 # `load_gguf_model(path, quantized=True)` keeps, so a Q4_K sub-block runs as an int4 group as it is.
 
-# %% export minigemma.quant.ggml_blocks.decode_q8_0 minigemma.quant.ggml_blocks.q4_k_scales_and_mins minigemma.quant.ggml_blocks.decode_q4_k
+# %% export minigemma.quant.ggml_blocks.decode_q8_0 minigemma.weights.gguf.packing.q4_k_scales_and_mins minigemma.quant.ggml_blocks.decode_q4_k
 
 # %% export minigemma.quant.ggml_blocks.decode_q6_k
 
