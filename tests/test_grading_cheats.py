@@ -113,10 +113,8 @@ def cheats(classmate: Path) -> dict[str, tuple]:
                          "geglu-fused": "allocate"})
     nb = solution("11_quantization.ipynb")              # the package's quantizer and block decoder as answers
     set_code(nb, "quant-int8", "from minigemma.quant.int8 import quantize_int8_rows as quantize_int8")
-    set_code(nb, "quant-q8-0", "from minigemma.quant import ggml_blocks
-"
-             "def dequantize_q8_0(blocks):
-    return ggml_blocks.dequantize('Q8_0', blocks)")
+    set_code(nb, "quant-q8-0", "from minigemma.quant import ggml_blocks\n"
+             "def dequantize_q8_0(blocks):\n    return ggml_blocks.dequantize('Q8_0', blocks)")
     out["quant"] = (nb, {"quant-int8": "refused: import of minigemma.quant", "quant-q8-0": "refused: import of "
                          "minigemma.quant", "quant-q4-k": PASSED})
     return out
