@@ -30,6 +30,7 @@ SITE = ROOT / "site"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 NOTEBOOK_LINK = re.compile(r"\]\((?:\.\./notebooks/)?(\d\d_\w+)\.ipynb(#[^)]*)?\)")
+EXERCISE_LINK = re.compile(r"\]\(\.\./exercises/(?:(\d\d_\w+)\.ipynb)?(#[^)]*)?\)")     # a lesson -> its exercise
 HEADING = re.compile(r"^#{1,6} (.*`.*)$", re.M)
 CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)                   # code spans and fences: no math inside
 MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
@@ -88,13 +89,19 @@ def math_to_mathml(markdown: str) -> str:
     return "".join(p if i % 2 else MATH.sub(mathml, p) for i, p in enumerate(pieces))
 
 
+def page_links(markdown: str) -> str:
+    """Links between notebooks -> links between their pages (every page is lessons/NN_name/ or exercises/NN_name/)."""
+    markdown = EXERCISE_LINK.sub(lambda m: f"](../../exercises/{m[1] + '/' if m[1] else ''}{m[2] or ''})", markdown)
+    return NOTEBOOK_LINK.sub(r"](../\1/\2)", markdown)
+
+
 def stage_notebook(source: Path, target: Path) -> str:
     """Copy one notebook for the site: widgets -> static fallbacks, links to notebooks -> links to pages."""
     nb = nbformat.read(source, as_version=4)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = math_to_mathml(toc_anchors(NOTEBOOK_LINK.sub(r"](../\1/\2)", cell.source)))
+            cell.source = math_to_mathml(toc_anchors(page_links(cell.source)))
         for i, output in enumerate(cell.get("outputs", [])):
             if WIDGET_VIEW in output.get("data", {}):
                 cell.outputs[i] = static_fallback(output, state)
@@ -155,8 +162,8 @@ def stage() -> list:
         if not sources:
             raise FileNotFoundError(f"{ROOT / folder}: no NN_*.ipynb notebooks to put on the site")
         section_folder = "lessons" if folder == "notebooks" else folder
-        nav.append({section: [{stage_notebook(s, STAGE / section_folder / s.name): f"{section_folder}/{s.name}"}
-                              for s in sources]})
+        pages = [{stage_notebook(s, STAGE / section_folder / s.name): f"{section_folder}/{s.name}"} for s in sources]
+        nav.append({section: pages})
     nav.append({"API reference": stage_api()})
     if readme_pages:
         nav.append({"More": readme_pages})

@@ -46,3 +46,26 @@ def test_drift_check_catches_an_edit():
     cell = next(c for c in notebook["cells"] if c.get("metadata", {}).get("minigemma"))
     cell["source"] = "".join(cell["source"]).replace("(", "( ", 1)      # a one-character edit
     assert drift(notebook), "the drift check did not notice an edited exported cell"
+
+
+ALL_NOTEBOOKS = NOTEBOOKS + sorted((NOTEBOOKS[0].parents[1] / "exercises").rglob("[0-9][0-9]_*.ipynb"))
+
+
+def machine_specific_outputs(notebook: dict, checkout: str) -> list[int]:
+    """Cells whose stored output names this checkout's folder: strict nbval fails on any other clone."""
+    return [i for i, cell in enumerate(notebook["cells"])
+            for output in cell.get("outputs", []) if checkout in json.dumps(output)]
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=[p.relative_to(NOTEBOOKS[0].parents[1]).as_posix() for p in ALL_NOTEBOOKS])
+def test_no_stored_output_names_the_checkout(path):
+    checkout = str(path.resolve().parents[1 if path.parent.name != "solutions" else 2])
+    cells = machine_specific_outputs(json.loads(path.read_text()), checkout)
+    assert cells == [], (f"{path.name}: cells {cells} store output naming {checkout} (a warning's path?); "
+                         f"silence or avoid it and rebuild the notebook")
+
+
+def test_the_checkout_check_catches_a_path_in_a_warning():
+    notebook = {"cells": [{"outputs": [{"name": "stdout", "text": ["fine\n"]}]},
+                          {"outputs": [{"name": "stderr", "text": ["/x/repo/.venv/lib/a.py:1: FutureWarning\n"]}]}]}
+    assert machine_specific_outputs(notebook, "/x/repo") == [1]
