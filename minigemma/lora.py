@@ -31,10 +31,10 @@ class LoRALinear(nn.Module):
         super().__init__()
         self.base, self.r, self.alpha = base, r, alpha
         self.scaling = alpha / r
-        weight = getattr(base, "weight", None)                   # a quantized base keeps integers: train in fp32
-        dtype = weight.dtype if weight is not None and weight.dtype.is_floating_point else torch.float32
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, dtype=dtype))    # (r, in)
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, dtype=dtype))  # (out, r): starts at 0
+        # float32 whatever the base (bf16, int8, ...), as PEFT does by default: AdamW updates of a few 1e-4
+        # vanish in bf16's 8-bit mantissa
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, dtype=torch.float32))    # (r, in)
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, dtype=torch.float32))  # (out, r): starts at 0
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))      # the nn.Linear init, as PEFT uses
 
     @property

@@ -58,7 +58,8 @@ def nll_from_hidden(hidden, head, labels, chunk_size: int = 256) -> tuple[torch.
     for start in range(0, len(targets), chunk_size):
         piece = slice(start, start + chunk_size)
         if torch.is_grad_enabled():
-            total = total + checkpoint(chunk_nll_sum, flat[piece], head, targets[piece], use_reentrant=False)
+            total = total + checkpoint(chunk_nll_sum, flat[piece], head, targets[piece], use_reentrant=False,
+                                       preserve_rng_state=False)     # nothing random to replay
         else:
             total = total + chunk_nll_sum(flat[piece], head, targets[piece])
     return total, int(keep.sum())

@@ -7,7 +7,9 @@ running total: the most temporary memory alive at once, above what existed befor
 A kernel's own scratch space is left out by default: a block that one operator allocates and frees before it
 returns, such as oneDNN's float32 copies of bfloat16 operands on CPUs without bfloat16 instructions. It depends on
 the CPU and the kernel library, not on the model (the same bf16 matmul needs it on one machine and not on another),
-so the predictions leave it out too; `kernel_scratch=True` counts it. Not here: GPU memory (use
+so the predictions leave it out too; `kernel_scratch=True` counts it. `cpu_peak_and_retained_bytes(fn)` also
+returns what fn leaves allocated (a forward pass: its saved activations); `measured_saved_bytes(model, fn)` lists
+what autograd saves for backward, tensor by tensor, through saved_tensors_hooks. Not here: GPU memory (use
 `torch.cuda.max_memory_allocated`), memory outside PyTorch's allocator.
 """
 from __future__ import annotations
@@ -64,8 +66,8 @@ def _without_kernel_scratch(events: list) -> list:
     return [event for i, event in enumerate(events) if i not in scratch]
 
 
-def cpu_peak_bytes(fn, kernel_scratch: bool = False) -> int:
-    """Peak of PyTorch's CPU allocations while fn() runs, above what was allocated before."""
+def _profiled_events(fn, kernel_scratch: bool) -> list:
+    """fn()'s allocation events in time order, under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
     prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with _quiet_c_stderr():
@@ -77,10 +79,35 @@ def cpu_peak_bytes(fn, kernel_scratch: bool = False) -> int:
             prof.stop()
     tree = prof.profiler.kineto_results.experimental_event_tree()
     events = sorted(_allocation_events(tree), key=lambda event: event[0])
-    if not kernel_scratch:
-        events = _without_kernel_scratch(events)
+    return events if kernel_scratch else _without_kernel_scratch(events)
+
+
+def cpu_peak_and_retained_bytes(fn, kernel_scratch: bool = False) -> tuple[int, int]:
+    """(peak, retained): the most bytes alive at once while fn() runs, and the bytes it allocated that are
+    still alive when it returns (what it leaves behind: a forward pass's saved activations, gradients)."""
     live = peak = 0
-    for _, nbytes, _, _ in events:
+    for _, nbytes, _, _ in _profiled_events(fn, kernel_scratch):
         live += nbytes
         peak = max(peak, live)
-    return peak
+    return peak, live
+
+
+def cpu_peak_bytes(fn, kernel_scratch: bool = False) -> int:
+    """Peak of PyTorch's CPU allocations while fn() runs, above what was allocated before."""
+    return cpu_peak_and_retained_bytes(fn, kernel_scratch)[0]
+
+
+def measured_saved_bytes(model, fn) -> int:
+    """Bytes autograd saves while fn() runs: each distinct storage once, the model's parameters excluded."""
+    import torch
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return sum(seen.values())

@@ -20,7 +20,8 @@ def checkpointed(plain_forward, h, rope, mask, cache=None):
     """Run a block keeping only its input for backward; plain when decoding (a cache) or without gradients."""
     if cache is not None or not torch.is_grad_enabled():
         return plain_forward(h, rope, mask, cache)
-    return checkpoint(plain_forward, h, rope, mask, None, use_reentrant=False)
+    return checkpoint(plain_forward, h, rope, mask, None, use_reentrant=False,
+                      preserve_rng_state=False)                  # Gemma has no dropout: nothing random to replay
 
 
 def enable_checkpointing(model):

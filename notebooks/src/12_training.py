@@ -240,8 +240,10 @@ display(Image(filename=str(run / "loss_curve.png")))      # written by plot_loss
 # ## 7. Training memory versus "16 bytes per parameter"
 #
 # The rule of thumb: 2 (bf16 weights) + 2 (gradients) + 4 + 4 (AdamW's two states) + 4 (an fp32 master copy).
-# `minigemma.memory.training` counts each part from the config (its activation formula equals, byte for byte,
-# what autograd saves: `tests/test_training_memory.py`):
+# `minigemma.memory.training` counts each part from the config; what it predicts is alive after the forward
+# pass, after backward and after the first AdamW step equals, byte for byte, what `torch.profiler` measures on
+# small models (`tests/test_training_memory.py`). Full fine-tuning here is pure bf16, as `torch.optim.AdamW`
+# does it on bf16 weights (states in the weights' dtype):
 
 # %%
 for name, config in (("2B", mg.GemmaConfig.gemma_2b()), ("7B", mg.GemmaConfig.gemma_7b())):
@@ -254,8 +256,8 @@ for name, config in (("2B", mg.GemmaConfig.gemma_2b()), ("7B", mg.GemmaConfig.ge
 # %% [markdown]
 # Where the rule is wrong: (1) it ignores activations, which grow with tokens and dominate full fine-tuning
 # without checkpointing; (2) it assumes full fine-tuning, while LoRA needs gradients and states only for the
-# adapters (a few MB), so the weights dominate; (3) the 4-byte master copy exists only in mixed-precision
-# recipes (pure bf16 AdamW has none); (4) it misses the logits: 8k tokens × 256k × 4 bytes is 8 GiB unless the
+# adapters (a few MB), so the weights dominate; (3) the fp32 master copy and fp32 states exist only in
+# mixed-precision recipes: pure bf16 AdamW needs 2 + 2 + 2 + 2 = 8 bytes per parameter; (4) it misses the logits: 8k tokens × 256k × 4 bytes is 8 GiB unless the
 # loss is chunked.
 #
 # ## 8. Common mistakes, caught
