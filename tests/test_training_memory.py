@@ -25,6 +25,7 @@ from minigemma.memory.training import (PROJECTIONS, PYTHON_SCALARS, Adapters, ac
                                        training_estimate)
 from minigemma.train import enable_checkpointing
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CASES = [(kv, layers, seq) for kv in (4, 1) for layers in (1, 2) for seq in (8, 16)]
 
 
@@ -63,9 +64,6 @@ def test_lora_saved_activations_equal_the_prediction_for_every_target_choice(dty
         if measured != predicted:
             wrong.append(f"{targets} layers={layers}: measured {measured}, predicted {predicted}")
     assert not wrong, "\n".join(wrong)
-
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def retained(fn) -> int:

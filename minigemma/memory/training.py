@@ -107,22 +107,22 @@ def saved_per_block(config: GemmaConfig, tokens: int, batch: int = 1, dtype="fp3
     middle = attention or "o_proj" in has                                    # ... the residual after attention
     gate = middle or "gate_proj" in has
     up = middle or "up_proj" in has
-    parts = {f"attention norm {k}": v for k, v in
-             norm_saves(config, B, S, b, grad_in, full, own_input and bool(has & {"q_proj", "k_proj", "v_proj"})).items()}
+    qkv_inputs = own_input and bool(has & {"q_proj", "k_proj", "v_proj"})   # the attention norm's output is kept
+    mlp_inputs = own_input and bool(has & {"gate_proj", "up_proj"})         # the MLP norm's output is kept
+    parts = {f"attention norm {k}": v for k, v in norm_saves(config, B, S, b, grad_in, full, qkv_inputs).items()}
     if attention:
         parts["additive mask (made from the bool mask)"] = S * S * b
         parts["rotated q, rotated k, v"] = B * (H + 2 * KV) * S * hd * b
         parts["attention output, logsumexp"] = B * H * S * hd * b + B * H * S * 4
     if "o_proj" in has and own_input:
         parts["heads merged (o_proj input)"] = B * S * H * hd * b
-    parts |= {f"MLP norm {k}": v for k, v in
-              norm_saves(config, B, S, b, middle, full, own_input and bool(has & {"gate_proj", "up_proj"})).items()}
+    parts |= {f"MLP norm {k}": v for k, v in norm_saves(config, B, S, b, middle, full, mlp_inputs).items()}
     parts["gate, up"] = 2 * gate * B * S * F * b                 # GELU saves gate; GELU(gate) x up saves up
     parts["GELU(gate)"] = up * B * S * F * b
     if "down_proj" in has and own_input:
         parts["product (down_proj input)"] = B * S * F * b
     if not full:
-        parts["adapter x @ A.T (fp32)"] = sum(B * S * r * 4 for _ in has)
+        parts["adapter x @ A.T (fp32)"] = len(has) * B * S * r * 4
         parts[PYTHON_SCALARS] = 8 * len(has)                      # the "* scaling" keeps alpha / r
         if not own_input:                                          # each adapter casts its input to fp32
             parts["adapter inputs cast to fp32"] = sum(B * S * shapes[t][0] * 4 for t in has)

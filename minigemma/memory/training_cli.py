@@ -16,9 +16,9 @@ CONTEXTS = (1024, 4096, 8192)
 
 def run_train(args) -> int:
     mode = args.train
-    print(f"training memory, mode {mode}: batch 1, bf16, gradient checkpointing, AdamW states "
-          + ("in bf16 (the weights' dtype)" if mode == "full" else "in fp32, LoRA r 8 on q_proj, v_proj") + ("; base in NF4" if mode == "qlora" else "")
-          + "; figures in GiB (2^30 bytes)\n")
+    states = "in bf16 (the weights' dtype)" if mode == "full" else "in fp32, LoRA r 8 on q_proj, v_proj"
+    print(f"training memory, mode {mode}: batch 1, bf16, gradient checkpointing, AdamW states {states}"
+          + ("; base in NF4" if mode == "qlora" else "") + "; figures in GiB (2^30 bytes)\n")
     parts = ("weights", "gradients", "optimizer states", "activations", "loss")
     header = ["model", "tokens", *parts, "total", "16 B/param"]
     print("".join(f"{h:>18}" for h in header))
