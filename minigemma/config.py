@@ -11,6 +11,25 @@ import dataclasses
 from dataclasses import dataclass
 
 
+def check_config(config) -> None:
+    """Every size a positive integer, the constants finite and > 0, heads that group, an even head_dim."""
+    positive = ["vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                "num_kv_heads", "head_dim", "max_seq_len"]
+    for name in positive:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"GemmaConfig.{name} must be a positive integer, got {value!r}")
+    for name in ["rope_theta", "rms_norm_eps"]:                  # 0 or NaN here: NaN logits, silently
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
+            raise ValueError(f"GemmaConfig.{name} must be a finite number > 0, got {value!r}")
+    if config.num_heads % config.num_kv_heads:
+        raise ValueError(f"num_heads ({config.num_heads}) must be a multiple of num_kv_heads "
+                         f"({config.num_kv_heads}): each KV head serves a whole group of query heads")
+    if config.head_dim % 2:
+        raise ValueError(f"head_dim must be even for RoPE, got {config.head_dim}")
+
+
 @dataclass(frozen=True)
 class GemmaConfig:
     vocab_size: int = 256000
@@ -25,21 +44,7 @@ class GemmaConfig:
     rms_norm_eps: float = 1e-6
 
     def __post_init__(self):
-        positive = ["vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                    "num_kv_heads", "head_dim", "max_seq_len"]
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GemmaConfig.{name} must be a positive integer, got {value!r}")
-        for name in ["rope_theta", "rms_norm_eps"]:                  # 0 or NaN here: NaN logits, silently
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
-                raise ValueError(f"GemmaConfig.{name} must be a finite number > 0, got {value!r}")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
-                             f"({self.num_kv_heads}): each KV head serves a whole group of query heads")
-        if self.head_dim % 2:
-            raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+        check_config(self)                 # argument checks: named errors instead of NaN logits later
 
     # ---- presets -------------------------------------------------------------------------------
     @classmethod

@@ -324,14 +324,16 @@ assert over_parameters == OFFICIAL["2B"]
 # %% [markdown]
 # ## 6. The package module: `minigemma/config.py`
 #
-# Every size above lives in one frozen dataclass. It validates itself (a head count that does not divide,
-# an odd `head_dim`), and carries a few Gemma 3 switches that default to "off", so a plain `GemmaConfig` is
-# Gemma 1. This is the package's own source:
+# Every size above lives in one frozen dataclass, with the presets we just checked and a `tiny` model for tests.
+# It validates itself on creation through `check_config` (a head count that does not divide, an odd `head_dim`,
+# a zero epsilon): plumbing, not the lesson, so we import it. Gemma 3's extra fields live apart, in
+# `minigemma/gemma3.py`. This is the package's own source:
 
 # %%
 from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
+from minigemma.config import check_config                    # the argument checks
 
 # %% export minigemma.config.GemmaConfig
 
