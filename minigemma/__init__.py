@@ -33,10 +33,11 @@ Below them, everything that is not a lesson, one subpackage per capability:
     grading/    the exercises' autograder: core, compare, runner, notebook, report, toy_tokenizer, release (what is
                 graded), probe (in the learner's kernel) and remote (its grader side), session (one kernel run),
                 sandbox, and checks/ with one module per component (tokenizer, embedding, rmsnorm, rope, attention, mlp, block, kv_cache,
-                sampling, vram, attention_module, generation, own_gemma)
+                sampling, vram, attention_module, generation, own_gemma, own_gemma3)
     quant/      transforms of a finished model: quantize (transform; int8 and int4 linears over PyTorch's packed
                 kernels, int8_groups, embedding for the tied head), kv_int8 (an int8 KV cache), ggml_blocks
                 (GGUF block bytes -> codes and scales, and floats), gguf_native (a GGUF loaded with its blocks kept)
+    compiled/   decode: an optional torch.compile'd one-token step over a fixed-size KV cache (`generate --compile`)
     cli/        the `minigemma` command: every flag and its type (args), generate, info
 """
 from .config import GemmaConfig

@@ -111,6 +111,11 @@ def check_pieces(pieces: list[Piece]) -> None:
                                "(<0x00> ... <0xFF>); train it with byte_fallback=True, as Gemma's was")
 
 
+def check_is_text(text) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"encode expects a str, got {type(text).__name__}")
+
+
 def split_frozen(text: str, user_defined) -> list[tuple[str, bool]]:
     """Rules 1-2: (symbol, frozen) pairs; frozen symbols are user-defined pieces, matched longest first."""
     text, symbols, pos = text.replace(" ", META_SPACE), [], 0
@@ -163,8 +168,7 @@ class BPETokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Text -> ids, without BOS (minigemma.Tokenizer.encode adds it)."""
-        if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        check_is_text(text)
         ids = []
         for frozen, run in itertools.groupby(self.split(text), key=lambda symbol: symbol[1]):
             symbols = [symbol for symbol, _ in run]

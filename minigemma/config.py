@@ -30,8 +30,18 @@ def check_config(config) -> None:
         raise ValueError(f"head_dim must be even for RoPE, got {config.head_dim}")
 
 
+class ConfigConveniences:
+    """Copies with changes, and a plain dict (for JSON): what every config offers besides its numbers."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class GemmaConfig:
+class GemmaConfig(ConfigConveniences):
     vocab_size: int = 256000
     hidden_size: int = 2048            # D: width of the residual stream
     intermediate_size: int = 16384     # F: width of *each* GeGLU branch (gate and up)
@@ -67,9 +77,3 @@ class GemmaConfig:
     def attention_scale(self) -> float:
         """Scores are q.k / sqrt(head_dim): 1/16 for both Gemma 1 sizes."""
         return float(self.head_dim) ** -0.5
-
-    def replace(self, **changes) -> "GemmaConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

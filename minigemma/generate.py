@@ -22,7 +22,7 @@ def is_integer(value) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None) -> None:
+def check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None, stop_ids=()) -> None:
     if not is_integer(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
     if not isinstance(temperature, Real) or not math.isfinite(temperature) or temperature < 0:
@@ -35,6 +35,8 @@ def check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None) -> None
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
     if seed is not None and (not is_integer(seed) or not 0 <= seed < 2**64):
         raise ValueError(f"seed must be an integer from 0 to 2**64 - 1 or None, got {seed!r}")
+    if not all(is_integer(i) for i in stop_ids):
+        raise ValueError(f"stop_ids must be integers (token ids), got {list(stop_ids)!r:.80}")
 
 
 def as_batch(input_ids) -> torch.Tensor:
@@ -53,6 +55,15 @@ def as_batch(input_ids) -> torch.Tensor:
         raise ValueError(f"the prompt is empty or badly shaped (shape {tuple(ids.shape)}): give at least one "
                          "token id, normally starting with BOS (2)")
     return ids
+
+
+def positions_needed(config, prompt_len: int, max_new_tokens: int) -> int:
+    """Cache positions a generation fills: the prompt and every new token but the last (never fed back in)."""
+    total = prompt_len + max(max_new_tokens - 1, 0)
+    if total > config.max_seq_len:
+        raise ValueError(f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) needs {total} positions, "
+                         f"which exceeds the model's context of {config.max_seq_len} tokens")
+    return total
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float, top_k=None, top_p=None) -> torch.Tensor:
@@ -88,16 +99,11 @@ def generate(model, input_ids, max_new_tokens: int = 32, temperature: float = 0.
     Shape of the result follows the prompt: (new,) for a list or 1-D tensor, (batch, new) for a 2-D tensor.
     `on_token(id)` is called as each token of the first sequence appears (for streaming; stop ids are not streamed).
     """
-    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed, stop_ids)
     prompt = as_batch(input_ids).to(model.device)
     batch, prompt_len = prompt.shape
-    total = prompt_len + max(max_new_tokens - 1, 0)         # the last new token is never fed back in
-    if total > model.config.max_seq_len:
-        raise ValueError(f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) needs {total} positions, "
-                         f"which exceeds the model's context of {model.config.max_seq_len} tokens")
+    total = positions_needed(model.config, prompt_len, max_new_tokens)
     generator = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
-    if not all(is_integer(i) for i in stop_ids):
-        raise ValueError(f"stop_ids must be integers (token ids), got {list(stop_ids)!r:.80}")
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=prompt.device)
     cache = model.new_cache(batch, total) if use_cache else None
 

@@ -76,16 +76,13 @@ class Gemma(ModelConveniences):
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False,
                 return_hidden: bool = False):
-        """input_ids (batch, seq) -> logits (batch, seq, vocab), or (batch, 1, vocab) when last_only.
-
-        With a cache, input_ids are the *new* tokens; their K/V are appended to the cache.
-        With return_hidden, also returns the residual stream after the embedding and after each block.
-        """
+        """input_ids (batch, seq) -> logits (batch, seq, vocab), or (batch, 1, vocab) when last_only. With a cache,
+        input_ids are the *new* tokens (their K/V are appended to it). With return_hidden, also returns the
+        residual stream after the embedding and after each block."""
         check_input(input_ids, cache, self.config)
         seq_len = input_ids.shape[1]
         positions = positions_for(cache, seq_len, input_ids.device)
-        k_len = seq_len + (cache.length if cache is not None else 0)
-        k_positions = torch.arange(k_len, device=input_ids.device)   # every key the new tokens may see
+        k_positions = torch.arange(positions[-1] + 1, device=input_ids.device)   # every key they may see
         layer_inputs = self.rope_and_masks(positions, k_positions)      # [(rope, mask)] per layer
 
         h = self.embed(input_ids)                                     # (batch, seq, hidden)

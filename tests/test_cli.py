@@ -40,6 +40,18 @@ def test_generate_streams_the_greedy_continuation(hf_dir, capsys):
     assert out == "The capital of France is" + expected + "\n"
 
 
+def test_generate_compile_decodes_through_the_compiled_step(hf_dir, monkeypatch, capsys):
+    """--compile puts the model behind CompiledDecoding (whose compiled maths tests/test_compiled_decode.py checks;
+    here torch.compile is replaced by a recorder, to keep the compiler's tens of seconds out of this test)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: compiled.append(options) or fn)
+    args = ["generate", "--checkpoint", str(hf_dir), "The capital of France is", "--max-new-tokens", "8"]
+    assert main(args) == 0
+    plain = capsys.readouterr().out
+    assert main([*args, "--compile"]) == 0
+    assert capsys.readouterr().out == plain and compiled == [{"dynamic": False}]
+
+
 def test_generate_from_a_gemma_pytorch_ckpt(hf_dir, example_dir, capsys):
     """The same weights as a Kaggle .ckpt sample the same text as the HF directory for the same seed."""
     sampling = ["Hello", "--max-new-tokens", "12", "--temperature", "0.8", "--seed", "3"]

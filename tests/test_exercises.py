@@ -248,7 +248,7 @@ def test_every_check_accepts_its_solution(solution):
              "sampling-temperature": "next_token_probs", "sampling-top-p": "top_p_filter",
              "vram-parameters": "count_parameters", "vram-kv-bytes": "kv_cache_bytes", "vram-context": "max_context",
              "quant-int8": "quantize_int8", "quant-q8-0": "dequantize_q8_0", "quant-q4-k": "dequantize_q4_k"}
-    names.update({"generate-greedy": "generate", "own-gemma1": "load_gemma1", "loss-next-token": "next_token_loss",
+    names.update({"generate-greedy": "generate", "own-gemma1": "load_gemma1", "own-gemma3": "load_gemma3", "loss-next-token": "next_token_loss",
                   "lora-forward": "lora_forward", "lora-merge": "merge_lora_weight"})
     extra = {"generate-greedy": [solution["TinyGemma"]]}        # checks that also take a given class
     assert set(names) == set(REGISTRY)

@@ -57,6 +57,16 @@ def load_gemma1(config, state):
 '''.strip()
 
 
+DELEGATED_GEMMA3 = '''
+from minigemma.gemma3 import Gemma3, Gemma3Config
+from minigemma.weights.layouts import hf_to_minigemma_name
+def load_gemma3(config, state):
+    model = Gemma3(Gemma3Config(**vars(config)))
+    model.load_state_dict({hf_to_minigemma_name(n, True): t for n, t in state.items()})
+    return model
+'''.strip()
+
+
 def with_code(name, task, source, path):
     nb = nbformat.read(SOLUTIONS / name, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"{task}-code")
@@ -72,6 +82,9 @@ def graded(tmp_path_factory):
              with_code("08_kv_cache_sampling.ipynb", "generate-greedy", DELEGATED_GENERATE,
                        folder / "08_kv_cache_sampling.ipynb")]
     paths.append(with_code("10_own_gemma.ipynb", "own-gemma1", DELEGATED_MODEL, folder / "10_own_gemma.ipynb"))
+    gemma3 = folder / "gemma3"
+    gemma3.mkdir()
+    paths.append(with_code("10_own_gemma.ipynb", "own-gemma3", DELEGATED_GEMMA3, gemma3 / "10_own_gemma.ipynb"))
     fused = folder / "fused"
     fused.mkdir()
     paths.append(with_code("05_attention.ipynb", "attention-module", FUSED_ATTENTION_MODULE,
@@ -101,8 +114,35 @@ def test_delegating_the_generation_loop_scores_zero(graded):
 
 
 def test_loading_into_minigemmas_model_instead_of_your_own_scores_zero(graded):
-    task = graded[next(k for k in graded if k.endswith("10_own_gemma.ipynb"))]["own-gemma1"]
+    tasks = graded[next(k for k in graded if k.endswith("10_own_gemma.ipynb") and not k.startswith("gemma3"))]
+    task = tasks["own-gemma1"]
     assert task.points == 0 and "refused: import of minigemma.model" in task.message, task.message
+    # (task 2 builds on task 1's classes, gone here; the honest 270M run in the sandbox: tests/test_exercises.py)
+
+
+def test_loading_the_270m_into_minigemmas_gemma3_scores_zero_and_task_1_keeps_its_points(graded):
+    tasks = graded["gemma3/10_own_gemma.ipynb"]
+    assert tasks["own-gemma3"].points == 0, tasks["own-gemma3"].message
+    assert "refused: import of minigemma.gemma3" in tasks["own-gemma3"].message
+    assert tasks["own-gemma1"].points == tasks["own-gemma1"].max_points
+
+
+def test_your_own_gemma3_continues_the_real_270m_like_minigemma_and_a_missed_change_is_named():
+    """The solution's Gemma 3 reproduces minigemma's greedy tokens; keeping Gemma 1's attention (no QK-norm) changes
+    them, and the message names Gemma 3's changes without handing over the code."""
+    import runpy
+    from minigemma.grading import check_own_gemma3
+    solution = runpy.run_path(str(SOLUTIONS.parent / "src" / "10_own_gemma.py"), run_name="exercise_source")
+    assert check_own_gemma3.run(solution["load_gemma3"]).passed
+    block3, gemma1_attention = solution["Block3"], solution["Block"].attention
+    original = block3.attention
+    block3.attention = lambda self, x, cos, sin, mask: gemma1_attention(self, x, cos, sin)   # task 1's, unchanged
+    try:
+        result = check_own_gemma3.run(solution["load_gemma3"])
+    finally:
+        block3.attention = original
+    assert not result.passed and "differs from minigemma's greedy continuation" in result.message
+    assert "q_norm" in result.message and "sliding_window" in result.message, result.message
 
 
 def test_own_gemma_check_accepts_the_solution_and_names_the_usual_suspects():

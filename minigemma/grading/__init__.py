@@ -32,6 +32,7 @@ from .checks.embedding import check_embed, check_embedding_scale, check_tied_log
 from .checks.generation import check_greedy_generate
 from .checks.kv_cache import check_kv_cache, check_rolling_kv_cache
 from .checks.own_gemma import check_own_gemma1
+from .checks.own_gemma3 import check_own_gemma3
 from .checks.mlp import check_geglu, check_geglu_fused, check_gelu_tanh
 from .checks.quant import check_dequantize_q4_k, check_dequantize_q8_0, check_quantize_int8
 from .checks.rmsnorm import check_fold_norm, check_rms_norm, check_rmsnorm_module

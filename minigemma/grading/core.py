@@ -144,19 +144,32 @@ def run_body(task: str, body, args, kwargs) -> CheckResult:
     return CheckResult(task, passed, message, time.perf_counter() - started)
 
 
-def check(task: str, forbid: tuple[tuple[str, str], ...] = ()):
+def prepared(prepare) -> dict:
+    """{"reference": what `prepare()` computed} for a check that declares grader-side work (loading a model), done
+    before its time limit starts: the limit is for the learner's code. A Mismatch it raises is handed on as the
+    reference, for the body to raise (so it fails the task, with its message)."""
+    if prepare is None:
+        return {}
+    try:
+        return {"reference": prepare()}
+    except Mismatch as err:
+        return {"reference": err}
+
+
+def check(task: str, forbid: tuple[tuple[str, str], ...] = (), prepare=None):
     """Turn `body(learner_fn, ...)`, which raises Mismatch on a wrong answer, into a learner-facing check.
-    `forbid`: (dotted function, reason) pairs that fail in the learner's kernel while the grader runs it."""
+    `forbid`: (dotted function, reason) pairs that fail in the learner's kernel while the grader runs it.
+    `prepare`: reference work outside the time limit; its result reaches the body as `reference=`."""
     def decorate(body):
         @functools.wraps(body)
         def checker(*args, **kwargs):
-            result = run_body(task, body, args, kwargs)
+            result = run_body(task, body, args, {**kwargs, **prepared(prepare)})
             if not result.passed:
                 raise CheckFailed(result)
             return result
 
-        checker.run = lambda *args, **kwargs: run_body(task, body, args, kwargs)
-        checker.task, checker.forbid = task, tuple(forbid)
+        checker.run = lambda *args, **kwargs: run_body(task, body, args, {**kwargs, **prepared(prepare)})
+        checker.task, checker.forbid, checker.prepare = task, tuple(forbid), prepare
         REGISTRY[task] = checker
         return checker
     return decorate

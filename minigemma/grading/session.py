@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import nbformat
 
-from .core import REGISTRY, TIME_LIMIT_ENV, run_body
+from .core import REGISTRY, TIME_LIMIT_ENV, prepared, run_body
 from .notebook import TIMED_OUT, graded_tasks, setup_cells
 from .release import refused_modules
 from .remote import Channel
@@ -112,9 +112,11 @@ async def execute(nb, exercise: str, settings: Settings, skip: set[int]):
 
         def judge(task, index):
             current[0] = index
+            checker = REGISTRY[task.task_id]
+            reference = prepared(checker.prepare)            # the grader's own work: before the clock starts
             channel.start_task()
-            body = REGISTRY[task.task_id].__wrapped__
-            return run_body(task.task_id, lambda: body(*[channel.lookup(n) for n in calls[index]]), (), {})
+            return run_body(task.task_id, lambda: checker.__wrapped__(*[channel.lookup(n) for n in calls[index]],
+                                                                      **reference), (), {})
         try:
             async with client.async_setup_kernel(stdout=subprocess.DEVNULL, env=kernel_env(workdir, {TIME_LIMIT_ENV: str(settings.time_limit)})):
                 probe = nbformat.v4.new_code_cell(probe_cell(exercise, [t.task_id for t in tasks.values()]))

@@ -44,12 +44,16 @@ class Int8GroupLinear(nn.Module):
         if not self.uses_kernel(x):
             wide = torch.promote_types(x.dtype, torch.float32)
             return F.linear(x.to(wide), self.dequantize(wide)).to(x.dtype)
-        flat = x.reshape(-1, self.in_features)                        # (tokens, cols)
-        out = torch.zeros(flat.shape[0], self.out_features, dtype=torch.float32, device=x.device)
+        return self.group_loop(x.reshape(-1, self.in_features)).to(x.dtype).view(*x.shape[:-1], self.out_features)
+
+    @torch.compiler.disable          # inductor cannot yet lower this kernel on a sliced input: run it eagerly
+    def group_loop(self, flat: torch.Tensor) -> torch.Tensor:
+        """flat (tokens, cols) -> float32 (tokens, rows): one int8 kernel call per group column."""
+        out = torch.zeros(flat.shape[0], self.out_features, dtype=torch.float32, device=flat.device)
         for j in range(self.codes.shape[0]):
             part = flat[:, j * self.group_size:(j + 1) * self.group_size].contiguous()
-            out += torch.ops.aten._weight_int8pack_mm(part, self.codes[j], self.scales[j].to(x.dtype))
-        return out.to(x.dtype).view(*x.shape[:-1], self.out_features)
+            out += torch.ops.aten._weight_int8pack_mm(part, self.codes[j], self.scales[j].to(flat.dtype))
+        return out
 
     def rows(self, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Dequantize only the rows `index` selects: index (...) -> (..., cols)."""

@@ -326,14 +326,14 @@ assert over_parameters == OFFICIAL["2B"]
 #
 # Every size above lives in one frozen dataclass, with the presets we just checked and a `tiny` model for tests.
 # It validates itself on creation through `check_config` (a head count that does not divide, an odd `head_dim`,
-# a zero epsilon): plumbing, not the lesson, so we import it. Gemma 3's extra fields live apart, in
-# `minigemma/gemma3.py`. This is the package's own source:
+# a zero epsilon), and it gets `replace` and `to_dict` from a small base class: plumbing, not the lesson, so we
+# import both. Gemma 3's extra fields live apart, in `minigemma/gemma3.py`. This is the package's own source:
 
 # %%
 from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
-from minigemma.config import check_config                    # the argument checks
+from minigemma.config import check_config, ConfigConveniences   # the argument checks; replace and to_dict
 
 # %% export minigemma.config.GemmaConfig
 

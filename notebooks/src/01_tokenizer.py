@@ -39,7 +39,7 @@ import torch
 
 import minigemma as mg
 from minigemma.bpe import NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE, META_SPACE
-from minigemma.bpe import check_pieces          # argument checks used by BPETokenizer, not a lesson of their own
+from minigemma.bpe import check_pieces, check_is_text   # argument checks BPETokenizer uses, not a lesson of their own
 
 torch.manual_seed(0)
 print("sentencepiece", spm.__version__)

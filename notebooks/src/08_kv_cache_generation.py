@@ -154,7 +154,12 @@ def draw_cache_filling(prompt_len=4, decode_steps=4, max_len=8):
 
 draw_cache_filling()
 
-# %% export minigemma.kv_cache.cache_shape minigemma.kv_cache.KVCache minigemma.kv_cache.positions_for
+# %% export minigemma.kv_cache.cache_shape minigemma.kv_cache.KVCache
+
+# %% [markdown]
+# The cache also decides where the new tokens sit: their RoPE positions continue from the cached ones.
+
+# %% export minigemma.kv_cache.positions_for
 
 # %% [markdown]
 # **Check 2: cached decoding gives the same logits as recomputing everything.** Prefill 6 prompt tokens in one
@@ -412,7 +417,7 @@ print("the widget redraws on every slider move and maps its settings onto sample
 # %%
 from typing import Callable, Iterable
 
-from minigemma.generate import EOS_ID, PAD_ID, as_batch, check_sampling   # argument checks: plumbing
+from minigemma.generate import EOS_ID, PAD_ID, as_batch, check_sampling, positions_needed   # argument checks
 
 # %% export minigemma.generate.generate
 

@@ -1,7 +1,7 @@
 """Check for exercise 10, your own Gemma: the learner's model, built from their own pieces in their kernel, loads a
 Gemma 1 checkpoint in the Hugging Face layout (a tiny one, random weights, written here by transformers) and must
 give transformers' logits. While grading, minigemma's model modules are refused in the kernel, so only the
-learner's code can compute them. Not here: Gemma 3 (see exercises/README.md: not done yet).
+learner's code can compute them. Not here: task 2, Gemma 3 and the real 270M (own_gemma3.py).
 """
 import random
 

