@@ -10,7 +10,8 @@ positions not yet filled. Every step then has the same shapes and the same graph
 
 Exactness: masked keys get probability exactly 0, so the step computes the eager path's maths; the compiled
 kernels fuse and reorder float sums, so logits agree to rounding, not bit for bit (tests/test_compiled_decode.py
-states the tolerance), and greedy continuations are the same tokens.
+states the tolerance) and float32 greedy continuations are the same tokens. In bfloat16 the reordered sums round
+differently, so a near-tie can go the other way after a few tokens (seen on the native-GGUF 270M in bfloat16).
 Not here: a compiled prefill, the int8 KV cache (quant/kv_int8.py), CUDA graphs, batches of changing size.
 """
 from __future__ import annotations
