@@ -82,7 +82,8 @@ class Gemma(ModelConveniences):
         check_input(input_ids, cache, self.config)
         seq_len = input_ids.shape[1]
         positions = positions_for(cache, seq_len, input_ids.device)
-        k_positions = torch.arange(positions[-1] + 1, device=input_ids.device)   # every key they may see
+        k_len = seq_len + (cache.length if cache is not None else 0)   # every key the new tokens may see
+        k_positions = torch.arange(k_len, device=input_ids.device)
         layer_inputs = self.rope_and_masks(positions, k_positions)      # [(rope, mask)] per layer
 
         h = self.embed(input_ids)                                     # (batch, seq, hidden)

@@ -182,6 +182,32 @@ def test_a_hang_or_a_crash_outside_any_check_spares_the_other_tasks(tmp_path):
     assert report.error is None
 
 
+def grading_kernels() -> set[int]:
+    """Process ids of running kernels started by `minigemma grade` (their connection file is in its temp folder)."""
+    pids = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ipykernel_launcher" in command and b"minigemma-grade-" in command:
+            pids.add(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to list processes")
+def test_grading_leaves_no_kernel_running_even_one_that_crashed_or_hung(tmp_path):
+    """nbclient does not stop a kernel it was handed: a cohort's kernels once piled up until the grader exited."""
+    before = grading_kernels()
+    nb = nbformat.read(EXERCISES / "solutions" / "03_rmsnorm.ipynb", as_version=4)
+    nbformat.write(nb, tmp_path / "03_rmsnorm.ipynb")
+    substitute(nb, "rmsnorm-function", "import time\nwhile True:\n    time.sleep(0.05)")
+    (tmp_path / "hung").mkdir()
+    nbformat.write(nb, tmp_path / "hung" / "03_rmsnorm.ipynb")
+    grade([tmp_path / "03_rmsnorm.ipynb", tmp_path / "hung" / "03_rmsnorm.ipynb"], time_limit=2, margin=1)
+    assert grading_kernels() - before == set()
+
+
 def test_grade_command_rejects_bad_paths(tmp_path, capsys):
     assert cli.main(["grade", str(tmp_path / "missing.ipynb")]) == 2
     assert cli.main(["grade", str(tmp_path)]) == 2

@@ -134,4 +134,16 @@ async def execute(nb, exercise: str, settings: Settings, skip: set[int]):
         except Exception as err:                      # the kernel never started, or nbclient gave up
             lines = str(err).strip().splitlines()
             return run, replies, results, f"the kernel stopped: {type(err).__name__}" + (f": {lines[0]}" if lines else "")
+        finally:
+            await stop_kernel(client.km)
     return run, replies, results, None
+
+
+async def stop_kernel(km) -> None:
+    """nbclient leaves a kernel it was given (not one it started) running: stop it here, every time, or a cohort's
+    kernels would pile up until the grader exits."""
+    try:
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+    except Exception:                                 # already gone, or refusing: kill the process
+        kill(km)

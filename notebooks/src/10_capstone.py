@@ -360,6 +360,6 @@ assert wrong_top != " Paris"
 #   SentencePiece model rebuilt from the vocabulary) and `minigemma/gemma3.py` (Gemma3Config, Gemma3Attention,
 #   Gemma3Block, sliding_window_mask, Gemma3).
 #
-# **Exercises:** the capstone has no exercise notebook of its own; it reuses what exercises 01-09 practise
-# ([`../exercises/`](../exercises/), from [`01_tokenizer.ipynb`](../exercises/01_tokenizer.ipynb) to
-# [`09_vram.ipynb`](../exercises/09_vram.ipynb)).
+# **Exercise:** [`../exercises/10_own_gemma.ipynb`](../exercises/10_own_gemma.ipynb), your own Gemma: task 1
+# loads a Gemma 1 checkpoint into the model you assembled from exercises 01-09; task 2 extends it with the
+# Gemma 3 changes above and must continue a prompt on this very 270M with the same greedy tokens as minigemma.

