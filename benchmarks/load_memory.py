@@ -1,6 +1,7 @@
 """Loading a 2B-size bfloat16 checkpoint: wall time and peak resident memory, minigemma vs transformers.
 
     python -m benchmarks.load_memory                 # writes a random 2B-shaped checkpoint (~5 GB), loads it both ways
+    python -m benchmarks.load_memory --gguf          # the Gemma 3 270M GGUF loaded natively (blocks kept), 3 times
 
 Each load runs in a fresh Python process: baseline RSS is taken after the imports (`import torch, minigemma`, or
 transformers' Gemma), then the peak-RSS record is reset, the model is loaded, every weight is read once (transformers memory-maps the file and
@@ -95,9 +96,9 @@ def peak_rss_bytes() -> int:
 
 def measure(loader: str, directory: str) -> dict:
     """In this (fresh) process: load the checkpoint once; seconds, baseline and peak resident bytes."""
-    if loader == "minigemma":
+    if loader in ("minigemma", "gguf-native"):
         import minigemma as mg
-        load = lambda: mg.load_model(directory)                      # noqa: E731  (dtype None: keep bfloat16)
+        load = lambda: mg.load_model(directory, quantized=loader == "gguf-native")   # noqa: E731  (keep the dtype)
     else:
         from transformers import GemmaForCausalLM
         load = lambda: GemmaForCausalLM.from_pretrained(directory, dtype=torch.bfloat16)   # noqa: E731
@@ -109,7 +110,7 @@ def measure(loader: str, directory: str) -> dict:
     touch_every_weight(model)
     seconds = time.perf_counter() - start
     peak = peak_rss_bytes()
-    assert next(model.parameters()).dtype == torch.bfloat16
+    assert loader == "gguf-native" or next(model.parameters()).dtype == torch.bfloat16
     return {"seconds": seconds, "returned_after_s": returned, "baseline_rss_bytes": baseline,
             "peak_rss_bytes": peak, "extra_peak_bytes": peak - baseline}
 
@@ -155,9 +156,18 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=int, default=18, help="decoder layers of the 2B-shaped checkpoint")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--gguf", action="store_true", help="measure the 270M GGUF loaded natively instead")
     args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(measure(*args.measure)))
+        return
+    if args.gguf:
+        from minigemma.weights.gguf.model import default_gguf_path
+        path = default_gguf_path()
+        for _ in range(3):
+            extra = measure_in_subprocess("gguf-native", path, args.threads)["extra_peak_bytes"]
+            print(f"native GGUF load: peak {extra / 1e6:.0f} MB = {extra / path.stat().st_size:.3f} x the "
+                  f"{path.stat().st_size / 1e6:.0f} MB file")
         return
     import minigemma as mg
     config = mg.GemmaConfig.gemma_2b().replace(num_layers=args.layers)
