@@ -111,6 +111,20 @@ def cheats(classmate: Path) -> dict[str, tuple]:
     fused.source = "import torch\nhuge = torch.empty(30 * 2**30, dtype=torch.uint8)\nhuge.fill_(1)\n" + fused.source
     out["flood"] = (nb, {"geglu-gelu": "refused: import of transformers", "geglu-mlp": "printed too much",
                          "geglu-fused": "allocate"})
+    if bwrap_works():                                  # remove the import guard: bubblewrap's hidden folders remain
+        unguard = "import sys\nsys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != 'Guard']\n"
+        nb = solution("04_rope.ipynb")
+        set_code(nb, "rope-apply", unguard + "from minigemma.rope import apply_rope")
+        set_code(nb, "rope-angles", unguard + "import os, re\n"      # the solutions' source, beside the package
+                 "text = open(os.path.join(os.environ['PYTHONPATH'], 'exercises', 'src', '04_rope.py')).read()\n"
+                 "for block in re.findall(r'### BEGIN SOLUTION\\n(.*?)### END SOLUTION', text, re.S):\n"
+                 "    exec(block)")
+        out["unguarded"] = (nb, {"rope-apply": "No module named 'minigemma.rope'", "rope-angles": "No such file",
+                                 "rope-convert": PASSED})
+        nb = solution("06_geglu.ipynb")
+        set_code(nb, "geglu-gelu", unguard + "from transformers.activations import gelu_pytorch_tanh as gelu_tanh")
+        out["unguarded-transformers"] = (nb, {"geglu-gelu": "No module named 'transformers.activations'",
+                                              "geglu-mlp": "name 'gelu_tanh' is not defined"})   # uses it
     nb = solution("11_quantization.ipynb")              # the package's quantizer and block decoder as answers
     set_code(nb, "quant-int8", "from minigemma.quant.int8 import quantize_int8_rows as quantize_int8")
     set_code(nb, "quant-q8-0", "from minigemma.quant import ggml_blocks\n"
@@ -128,7 +142,8 @@ def graded(tmp_path_factory):
     classmate.write_bytes((SOLUTIONS / "04_rope.ipynb").read_bytes())
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (GRADER_FILE, classmate)}
     expected, paths = {}, []
-    exercise_of = {"sdpa": "05_attention", "flood": "06_geglu", "quant": "11_quantization"}
+    exercise_of = {"sdpa": "05_attention", "flood": "06_geglu", "quant": "11_quantization",
+                   "unguarded-transformers": "06_geglu"}
     os.environ["MINIGEMMA_TEST_SECRET"] = SECRET
     try:
         for name, (nb, tasks) in cheats(classmate).items():

@@ -141,7 +141,7 @@ def test_your_own_gemma3_continues_the_real_270m_like_minigemma_and_a_missed_cha
         result = check_own_gemma3.run(solution["load_gemma3"])
     finally:
         block3.attention = original
-    assert not result.passed and "differs from minigemma's greedy continuation" in result.message
+    assert not result.passed and "on a tiny random Gemma 3" in result.message and "differ" in result.message
     assert "q_norm" in result.message and "sliding_window" in result.message, result.message
 
 
@@ -180,3 +180,27 @@ def test_keep_collects_the_finished_solution_cells_into_one_module_of_your_own(t
     assert check_kv_cache.run(namespace["KVCache"]).passed
     assert keep.main([str(tmp_path / "nothing-here")]) == 2
     assert "no exercise notebooks" in capsys.readouterr().err
+
+
+GEMMA3_MISSES = {"no sliding window": ("causal & (positions[:, None] - positions[None, :] < c.sliding_window)", "causal"),
+                 "head_dim scale": ("c.query_pre_attn_scalar ** -0.5", "c.head_dim ** -0.5"),
+                 "no position scaling": ("positions / c.rope_scaling_factor", "positions"),
+                 "one RoPE base": ("c.rope_local_theta", "c.rope_theta")}
+
+
+@pytest.mark.parametrize("miss", sorted(GEMMA3_MISSES))
+def test_gemma3_changes_the_270m_cannot_show_are_caught_on_a_tiny_gemma3(miss):
+    """The 270M's window (512) is longer than the prompt, its query_pre_attn_scalar equals head_dim and it scales
+    no positions: a tiny random Gemma 3 where each of these matters runs first, and catches each omission."""
+    from minigemma.grading.checks.own_gemma3 import check_tiny, tiny_reference
+    from minigemma.grading.compare import fresh_generator
+    from minigemma.grading.core import Mismatch
+    right, wrong = GEMMA3_MISSES[miss]
+    source = (SOLUTIONS.parent / "src" / "10_own_gemma.py").read_text()
+    assert right in source
+    namespace = {}
+    exec(compile(source.replace(right, wrong).replace("check_own_gemma1(load_gemma1)", "")
+                 .replace("check_own_gemma3(load_gemma3)", ""), "solution", "exec"), namespace)
+    tiny = tiny_reference(fresh_generator())
+    with pytest.raises(Mismatch, match="on a tiny random Gemma 3.*differ from minigemma's.*query_pre_attn_scalar"):
+        check_tiny(namespace["load_gemma3"], *tiny)

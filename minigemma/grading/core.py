@@ -119,9 +119,10 @@ def explain_error(err: Exception) -> str:
     return f"the check could not use your result ({text}); compare its type and shape with the task."
 
 
-def run_body(task: str, body, args, kwargs) -> CheckResult:
+def run_body(task: str, body, args, kwargs, limit: float | None = None, learner_limit: float | None = None):
+    """The check's result; `limit`: this process's alarm; `learner_limit`: the limit a timeout message names."""
     from .remote import Refused, RemoteError
-    limit = time_limit_seconds()
+    limit = limit or time_limit_seconds()
     started = time.perf_counter()
     try:
         with time_limit(limit):
@@ -136,7 +137,8 @@ def run_body(task: str, body, args, kwargs) -> CheckResult:
     except Mismatch as err:
         passed, message = False, str(err)
     except TaskTimeout:
-        passed, message = False, f"stopped after {limit:g} s (the time limit); is there a loop that never ends?"
+        passed, message = False, (f"stopped after {learner_limit or limit:g} s (the time limit); is there a loop "
+                                  "that never ends?")
     except RecursionError:
         passed, message = False, "your code recursed without end (RecursionError)."
     except Exception as err:                        # the learner's code (or its result) broke: say where
@@ -154,6 +156,9 @@ def prepared(prepare) -> dict:
         return {"reference": prepare()}
     except Mismatch as err:
         return {"reference": err}
+    except Exception as err:                        # the grader's own failure: this task fails, saying so
+        return {"reference": Mismatch(f"the grader could not prepare this task ({type(err).__name__}: {err}); "
+                                      "tell your instructor")}
 
 
 def check(task: str, forbid: tuple[tuple[str, str], ...] = (), prepare=None):

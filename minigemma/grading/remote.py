@@ -46,12 +46,16 @@ class Channel:
             raise TaskTimeout()
         number = next(self.counter)
         request_path, response_path = self.workdir / f".probe-{number}.in", self.workdir / f".probe-{number}.out"
+        writing = time.monotonic()
         torch.save({**marked(message), "time_limit": remaining}, request_path)
+        self.started += time.monotonic() - writing     # the grader's own work (a 1 GB state): not the learner's
         self.execute(f"__minigemma_probe__.serve({str(request_path)!r}, {str(response_path)!r})")
         if not response_path.exists():
             raise RemoteError("KernelStopped", "the call did not finish (time limit or crash)", "")
+        reading = time.monotonic()
         response = torch.load(response_path, weights_only=True)
         response_path.unlink()
+        self.started += time.monotonic() - reading
         refusals = [str(r) for r in response.get("refused", [])]
         new, self.seen_refusals = refusals[self.seen_refusals:], len(refusals)
         self.task_refusals += new

@@ -149,4 +149,14 @@ def grade(paths, time_limit: float = 20.0, jobs: int = 1, kernel: str | None = N
     if not 0 < time_limit < float("inf"):
         raise ValueError(f"the time limit must be a finite positive number of seconds, got {time_limit}")
     check_kernel(kernel or "python3")
+    import_references()
     return asyncio.run(grade_all(notebooks, Settings(time_limit, margin, kernel), jobs))
+
+
+def import_references() -> None:
+    """Import transformers' Gemma (lazily loaded modules) once, before the checks run in threads: two threads
+    importing it for the first time at once made one fail, and an honest notebook lose a task."""
+    try:
+        from transformers import GemmaForCausalLM  # noqa: F401
+    except ImportError:                               # the checks that need it say so themselves
+        pass

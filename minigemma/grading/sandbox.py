@@ -4,7 +4,9 @@ a clean environment and, where the machine allows it, a bubblewrap sandbox.
   * bubblewrap (`bwrap`, when it can create namespaces here): the whole file system is mounted read-only, /tmp is
     a fresh empty tmpfs, and only the submission's temporary folder is writable; the kernel gets its own process
     namespace and dies with the grader. So the installed grader, the package and other submissions cannot be
-    changed. (Reading files stays possible: the package's source can be read, not imported past the guard.)
+    changed; the refused references (minigemma's modules, transformers) and, in a source checkout, the folders
+    beside the package (the exercises' solutions among them) are hidden under empty tmpfs mounts, so code that
+    removes the import guard still finds nothing to import or read.
   * without bubblewrap: the same temporary folder as the kernel's working directory and the limits below, but
     the kernel can write wherever the grader's user can: run the grader as an unprivileged user then.
   * always: RLIMIT_AS (`prlimit --as`, MEMORY_LIMIT bytes), so a huge allocation fails at once instead of
@@ -66,12 +68,33 @@ def package_view(refused: list[str]) -> list[str]:
     return args + ["--remount-ro", str(package)]          # the tmpfs itself read-only too
 
 
+def hidden_folders(refused: list[str]) -> list[str]:
+    """bwrap arguments that put an empty tmpfs over what could hand the learner an answer past the import guard
+    (which the learner's code can remove from sys.meta_path): the refused packages outside minigemma
+    (transformers), and, in a source checkout, every folder beside the package (exercises/ with its solutions,
+    notebooks/, tests/, build/, .git, ...) except the one holding this Python. Also the release exercises."""
+    import importlib.util
+    folders = set()
+    for name in {r.split(".")[0] for r in refused} - {"minigemma"}:
+        spec = importlib.util.find_spec(name)
+        folders.update(spec.submodule_search_locations or [] if spec else [])
+    root = Path(PACKAGE_PARENT)
+    if (root / "pyproject.toml").is_file():                       # a checkout, not site-packages
+        python = Path(sys.prefix).resolve()
+        folders.update(str(p) for p in root.iterdir() if p.is_dir() and p.name != "minigemma"
+                       and not (python == p.resolve() or p.resolve() in python.parents))
+    from .release import EXERCISES_DIR
+    if EXERCISES_DIR.is_dir():
+        folders.add(str(EXERCISES_DIR.resolve()))
+    return [arg for folder in sorted(map(str, folders)) for arg in ("--tmpfs", folder, "--remount-ro", folder)]
+
+
 def wrap_command(command: list[str], workdir: Path, refused: list[str]) -> list[str]:
     limited = ["prlimit", f"--as={MEMORY_LIMIT}", "--"] + command if shutil.which("prlimit") else command
     if not bwrap_works():
         return limited
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            *package_view(refused),
+            *hidden_folders(refused), *package_view(refused),
             "--bind", str(workdir), str(workdir), "--unshare-pid", "--die-with-parent", "--chdir", str(workdir),
             "--clearenv"] + [arg for key, value in kernel_env(workdir, {}).items()
                              for arg in ("--setenv", key, value)] + limited

@@ -115,8 +115,10 @@ async def execute(nb, exercise: str, settings: Settings, skip: set[int]):
             checker = REGISTRY[task.task_id]
             reference = prepared(checker.prepare)            # the grader's own work: before the clock starts
             channel.start_task()
+            # the learner's time is the channel's clock (their calls only); this alarm is a backstop for the rest
             return run_body(task.task_id, lambda: checker.__wrapped__(*[channel.lookup(n) for n in calls[index]],
-                                                                      **reference), (), {})
+                                                                      **reference), (), {},
+                            limit=2 * settings.time_limit + settings.margin, learner_limit=settings.time_limit)
         try:
             async with client.async_setup_kernel(stdout=subprocess.DEVNULL, env=kernel_env(workdir, {TIME_LIMIT_ENV: str(settings.time_limit)})):
                 probe = nbformat.v4.new_code_cell(probe_cell(exercise, [t.task_id for t in tasks.values()]))

@@ -1,20 +1,23 @@
 """Check for exercise 10, task 2: the learner's own model, extended with Gemma 3's changes, loads the real Gemma 3
-270M and continues a prompt with the same greedy tokens as minigemma.
+270M and continues a prompt with the same greedy tokens (and logits) as minigemma.
 
-The grader reads the GGUF with minigemma's reader (dequantized to float32, tensors renamed to Hugging Face's
-Gemma 3 layout) and sends the learner's `load_gemma3(config, state)` the config as plain fields (a
-SimpleNamespace: unpickling minigemma's Gemma3Config would need the refused module) and the tensors. Then it runs
-greedy decoding itself, calling the learner's model once per new token on the whole sequence (no cache needed),
-and compares the tokens with minigemma's float32 continuation, computed here. While grading, minigemma's model
+First a tiny random Gemma 3 (tiny_reference) where what the 270M cannot show matters: a window shorter than the
+ids, query_pre_attn_scalar != head_dim, scaled global positions. Then the 270M: the grader reads the GGUF with
+minigemma's reader (float32, tensors under Hugging Face's Gemma 3 names) before the clock starts, and sends the
+learner's `load_gemma3(config, state)` the config as plain fields (a SimpleNamespace: unpickling minigemma's
+Gemma3Config would need the refused module) and the tensors. It then decodes greedily itself, calling the
+learner's model once per new token on the whole sequence (no cache needed), on a prompt ending in fresh random
+tokens, and compares tokens and final logits with minigemma's float32 ones. While grading, minigemma's model
 modules are refused in the kernel, so every number the learner's model computes is the learner's code.
 Not here: the Gemma 1 task (own_gemma.py); the 270M itself comes from the `gguf` extra (minigemma[gguf]).
 """
+import threading
 from functools import lru_cache
 from types import SimpleNamespace
 
 import torch
 
-from ..compare import fresh_generator, largest_difference, matches
+from ..compare import fresh_generator, largest_difference, matches, randn
 from ..core import Mismatch, check, require_callable
 from ..remote import RemoteError
 
@@ -49,19 +52,38 @@ def plain_config(config) -> SimpleNamespace:
     return SimpleNamespace(**{name: getattr(config, name) for name in fields})
 
 
+def tiny_reference(gen) -> tuple:
+    """(config, HF-named state, ids, logits) of a tiny random Gemma 3 where what the 270M cannot show does show:
+    a sliding window shorter than the ids, query_pre_attn_scalar != head_dim, global positions scaled by 2."""
+    from ...gemma3 import Gemma3, Gemma3Config
+    config = Gemma3Config.tiny(num_layers=4, layer_types=("local", "global", "local", "global"), sliding_window=3,
+                               query_pre_attn_scalar=24, rope_scaling_factor=2.0, rope_theta=50_000.0)
+    model = Gemma3(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(randn(*param.shape, gen=gen, scale=0.3 if param.dim() == 1 else 0.1))
+        ids = torch.randint(0, config.vocab_size, (2, 9), generator=gen)
+        return config, hf_state(model), ids, model(ids)
+
+
 def reference():
     """(config, HF-named state, prompt ids (1, seq), minigemma's greedy new ids, its logits on the last sequence
     the check feeds): float32. The prompt ends in a few random tokens, fresh each time, so the continuation
     cannot be known in advance; the state is a fresh copy (the learner's loader may change it in place)."""
     from ...generate import generate
-    model, state, prompt = read_model()
+    with READING:                                    # two notebooks graded at once read the 270M once
+        model, state, prompt = read_model()
     gen = fresh_generator()
     extra = torch.randint(1000, 200_000, (1, int(torch.randint(2, 6, (), generator=gen))), generator=gen)
     ids = torch.cat([prompt, extra], dim=1)                                # (1, seq)
     expected = generate(model, ids, max_new_tokens=NEW_TOKENS, stop_ids=())[0]
     with torch.no_grad():
         last_logits = model(torch.cat([ids, expected[None, :-1]], dim=1))   # (1, seq + NEW_TOKENS - 1, vocab)
-    return model.config, {name: t.clone() for name, t in state.items()}, ids, expected, last_logits
+    return (model.config, {name: t.clone() for name, t in state.items()}, ids, expected, last_logits,
+            tiny_reference(gen))
+
+
+READING = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -77,12 +99,31 @@ def read_model():
     return model, hf_state(model), torch.tensor([Tokenizer(path).encode(PROMPT)])
 
 
+def check_tiny(load_gemma3, config, state, ids, expected) -> None:
+    try:
+        model = load_gemma3(plain_config(config), state)
+    except RemoteError as err:
+        raise Mismatch(f"loading a tiny Gemma 3 checkpoint into your model failed: {err}{err.where}.") from None
+    out = model(ids)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(expected.shape):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise Mismatch(f"your model should return logits of shape {tuple(expected.shape)} (batch, seq, vocab); "
+                       f"got {shape}.")
+    # float32, 4 tiny layers: summation order only (<1e-5); any missed change moves logits by > 1e-2
+    if not matches(out.float(), expected, rtol=1e-4, atol=1e-4):
+        raise Mismatch(f"on a tiny random Gemma 3 (sliding_window {config.sliding_window}, shorter than its 9 ids; "
+                       f"query_pre_attn_scalar {config.query_pre_attn_scalar} with head_dim {config.head_dim}; "
+                       f"rope_scaling_factor {config.rope_scaling_factor}) your logits differ from minigemma's "
+                       f"({largest_difference(out.float(), expected)}); {HINTS}")
+
+
 @check("own-gemma3", prepare=reference)           # loading the 270M is the grader's work, outside the time limit
 def check_own_gemma3(load_gemma3, reference):
     require_callable(load_gemma3, "load_gemma3")
     if isinstance(reference, Mismatch):
         raise reference
-    config, state, ids, expected, last_logits = reference
+    config, state, ids, expected, last_logits, tiny = reference
+    check_tiny(load_gemma3, *tiny)
     try:
         model = load_gemma3(plain_config(config), state)
     except RemoteError as err:
