@@ -52,11 +52,11 @@ def test_compiled_step_equals_eager_and_compiles_once():
     eager = stepwise_logits(model, ids)
     assert len(set(eager.argmax(-1)[0].tolist())) > 3, "the model should not repeat one token"
     torch.testing.assert_close(stepwise_logits(fast, ids), eager)
-    torch._dynamo.config.error_on_recompile = True
+    previous, torch._dynamo.config.error_on_recompile = torch._dynamo.config.error_on_recompile, True
     try:
         again = mg.generate(fast, prompt(config, seed=1), max_new_tokens=STEPS, stop_ids=())
     finally:
-        torch._dynamo.config.error_on_recompile = False
+        torch._dynamo.config.error_on_recompile = previous
     assert again.tolist() == mg.generate(model, prompt(config, seed=1), max_new_tokens=STEPS, stop_ids=()).tolist()
 
 
@@ -71,6 +71,44 @@ def test_the_mask_hides_what_the_static_cache_has_not_filled():
     with torch.no_grad():
         static(ids, cache=clean), static(ids, cache=dirty)
         torch.testing.assert_close(static(ids[:, :1], cache=dirty), static(ids[:, :1], cache=clean), rtol=0, atol=0)
+
+
+def test_batches_and_sampling_through_the_static_cache_equal_the_lesson_cache():
+    model = randomize_(mg.Gemma(mg.GemmaConfig.tiny(num_kv_heads=2)), seed=4)
+    ids = torch.cat([prompt(model.config, seed=s) for s in range(3)])                # (3, 5)
+    options = dict(max_new_tokens=8, temperature=0.8, top_k=20, seed=7, stop_ids=(5,))
+    assert mg.generate(CompiledDecoding(model, 32, compile=False), ids, **options).tolist() == \
+        mg.generate(model, ids, **options).tolist()
+
+
+def test_each_instance_compiles_its_own_step():
+    """torch.compile keeps at most 8 graphs per code object: instances sharing one would quietly fall back to
+    eager from the 9th size or model on."""
+    model = mg.Gemma(mg.GemmaConfig.tiny())
+    first, second = CompiledDecoding(model, 16), CompiledDecoding(model, 24)
+    assert first.step._torchdynamo_orig_callable.__code__ is not second.step._torchdynamo_orig_callable.__code__
+
+
+def test_a_cache_the_step_cannot_write_is_a_clear_error():
+    model = randomize_(mg.Gemma(mg.GemmaConfig.tiny()), seed=4)
+    static = CompiledDecoding(model, 8, compile=False)
+    ids = prompt(model.config, length=8)
+    with torch.no_grad():
+        full = static.new_cache(1, 8)
+        static(ids, cache=full)
+        with pytest.raises(ValueError, match="KV cache is full: 9 positions needed, 8 allocated"):
+            static(ids[:, :1], cache=full)
+        wide = static.new_cache(3, 8)
+        static(ids[:, :4].expand(3, 4), cache=wide)
+        with pytest.raises(ValueError, match="batch of 3 sequences, the input ids 1"):
+            static(ids[:, :1], cache=wide)
+        plain = model.new_cache(1, 8)
+        model(ids[:, :4], cache=plain)
+        with pytest.raises(ValueError, match="needs the cache CompiledDecoding.new_cache makes.*got KVCache"):
+            static(ids[:, :1], cache=plain)
+    from minigemma.quant.kv_int8 import use_int8_kv_cache
+    with pytest.raises(ValueError, match="use_int8_kv_cache"):
+        CompiledDecoding(use_int8_kv_cache(mg.Gemma(mg.GemmaConfig.tiny())), 8)
 
 
 def test_bad_sizes_are_clear_errors():

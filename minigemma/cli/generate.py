@@ -94,7 +94,8 @@ def run(args) -> int:
         model = quantize(model, args.quantize)
     ids = tok.chat_prompt(args.prompt) if args.chat else tok.encode(args.prompt)
     if args.compile:                                           # the same model behind a compiled decode step
-        model = CompiledDecoding(model, max_len=min(len(ids) + args.max_new_tokens, model.config.max_seq_len))
+        needed = -(-(len(ids) + args.max_new_tokens) // 256) * 256    # in steps of 256: the compiled graphs of
+        model = CompiledDecoding(model, max_len=min(needed, model.config.max_seq_len))   # earlier runs fit
     print(args.prompt, end="", flush=True)
     show = TextStream(tok)
 

@@ -16,6 +16,9 @@ Not here: a compiled prefill, the int8 KV cache (quant/kv_int8.py), CUDA graphs,
 """
 from __future__ import annotations
 
+import types
+from numbers import Integral
+
 import torch
 
 from ..kv_cache import KVCache
@@ -49,6 +52,12 @@ def decode_step(model, token: torch.Tensor, cache: StaticKVCache) -> torch.Tenso
     return model.embed.logits(model.norm(h))
 
 
+def own_copy(function):
+    """The same function with a code object of its own: torch.compile keeps its graphs per code object, with a
+    limit of 8, so sharing decode_step would let the 9th model or size of a process silently run uncompiled."""
+    return types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__)
+
+
 class CompiledDecoding:
     """A finished model (float or quantized) behind the interface generate() uses, its decode steps compiled.
 
@@ -56,11 +65,14 @@ class CompiledDecoding:
     `compile=False` runs the same static step eagerly (to check the compiled one against)."""
 
     def __init__(self, model, max_len: int = 512, compile: bool = True):
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or not 1 <= max_len <= model.config.max_seq_len:
+        if isinstance(max_len, bool) or not isinstance(max_len, Integral) or not 1 <= max_len <= model.config.max_seq_len:
             raise ValueError(f"max_len must be an integer in [1, {model.config.max_seq_len}] (the model's context), "
                              f"got {max_len!r}")
-        self.model, self.config, self.max_len = model, model.config, max_len
-        self.step = torch.compile(decode_step, dynamic=False) if compile else decode_step
+        if "new_cache" in vars(model):               # use_int8_kv_cache (quant/kv_int8.py) replaced the cache
+            raise ValueError("CompiledDecoding keeps a float cache of its own; this model uses another KV cache "
+                             "(use_int8_kv_cache): decode it with minigemma.generate, uncompiled")
+        self.model, self.config, self.max_len = model, model.config, int(max_len)
+        self.step = torch.compile(own_copy(decode_step), dynamic=False) if compile else decode_step
 
     @property
     def device(self) -> torch.device:
@@ -77,6 +89,7 @@ class CompiledDecoding:
         if cache is None or cache.length == 0 or input_ids.shape[1] != 1:   # no cache, or the prompt: eager
             return self.model(input_ids, cache=cache, last_only=last_only)
         check_input(input_ids, cache, self.config)
+        check_step_cache(cache, input_ids)
         cache.position.fill_(cache.length)
         cache.stepping = True
         try:
@@ -85,3 +98,15 @@ class CompiledDecoding:
             cache.stepping = False
         cache.advance(1)
         return logits
+
+
+def check_step_cache(cache, input_ids: torch.Tensor) -> None:
+    """One clear error for a cache the compiled step cannot write: not a StaticKVCache, another batch, or full."""
+    if not isinstance(cache, StaticKVCache):
+        raise ValueError(f"the compiled step needs the cache CompiledDecoding.new_cache makes (a StaticKVCache), "
+                         f"got {type(cache).__name__}")
+    if cache.keys.shape[1] != input_ids.shape[0]:
+        raise ValueError(f"the cache holds a batch of {cache.keys.shape[1]} sequences, the input ids "
+                         f"{input_ids.shape[0]}")
+    if cache.length + 1 > cache.max_len:
+        raise ValueError(f"KV cache is full: {cache.length + 1} positions needed, {cache.max_len} allocated")
