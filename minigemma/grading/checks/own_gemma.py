@@ -31,6 +31,13 @@ def tiny_checkpoint(gen):
     return config, reference, state
 
 
+def expect_logits_shape(out, expected: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(expected.shape):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise Mismatch(f"your model should return logits of shape {tuple(expected.shape)} (batch, seq, vocab); "
+                       f"got {shape}.")
+
+
 @check("own-gemma1")
 def check_own_gemma1(load_gemma1):
     require_callable(load_gemma1, "load_gemma1")
@@ -46,10 +53,7 @@ def check_own_gemma1(load_gemma1):
     with torch.no_grad():
         expected = reference(ids).logits                               # (batch, seq, vocab), float32
     out = model(ids)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(expected.shape):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise Mismatch(f"your model should return logits of shape {tuple(expected.shape)} (batch, seq, vocab); "
-                       f"got {shape}.")
+    expect_logits_shape(out, expected)
     # float32 on both sides; 1e-4 covers summation order across 2 layers, far below any real mistake (>1e-2)
     if not matches(out.float(), expected, rtol=1e-4, atol=1e-4):
         first = "the first position is right, so look at how positions interact (RoPE, mask); " if matches(

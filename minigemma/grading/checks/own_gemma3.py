@@ -20,6 +20,7 @@ import torch
 from ..compare import fresh_generator, largest_difference, matches, randn
 from ..core import Mismatch, check, require_callable
 from ..remote import RemoteError
+from .own_gemma import expect_logits_shape
 
 PROMPT = "The capital of France is Paris. The capital of Germany is"
 NEW_TOKENS = 6
@@ -105,10 +106,7 @@ def check_tiny(load_gemma3, config, state, ids, expected) -> None:
     except RemoteError as err:
         raise Mismatch(f"loading a tiny Gemma 3 checkpoint into your model failed: {err}{err.where}.") from None
     out = model(ids)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(expected.shape):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise Mismatch(f"your model should return logits of shape {tuple(expected.shape)} (batch, seq, vocab); "
-                       f"got {shape}.")
+    expect_logits_shape(out, expected)
     # float32, 4 tiny layers: summation order only (<1e-5); any missed change moves logits by > 1e-2
     if not matches(out.float(), expected, rtol=1e-4, atol=1e-4):
         raise Mismatch(f"on a tiny random Gemma 3 (sliding_window {config.sliding_window}, shorter than its 9 ids; "
