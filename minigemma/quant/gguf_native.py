@@ -32,15 +32,15 @@ CHUNK_ROWS = 512            # rows decoded at a time: their temporaries stay a f
 Q4_K_CHUNK_ROWS = 128        # Q4_K decodes through float32 temporaries ~20x the codes' size: keep them small
 
 
+LIBC_NAME = ctypes.util.find_library("c")
+MALLOC_TRIM = getattr(ctypes.CDLL(LIBC_NAME), "malloc_trim", None) if LIBC_NAME else None   # glibc only
+
+
 def release_freed_memory() -> None:
     """Hand memory freed by the decoding temporaries back to the OS (glibc keeps it otherwise, and a load's peak
-    grew to ~1.47x the file); a no-op where the C library has no malloc_trim."""
-    trim = getattr(LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+    grew to ~1.5x the file); a no-op where the C library has no malloc_trim."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 EXACT_SCALE_DTYPE = {"Q8_0": torch.float16, "Q5_0": torch.float16, "Q6_K": torch.float32}
 
 

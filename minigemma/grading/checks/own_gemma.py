@@ -19,14 +19,19 @@ HINTS = ("the usual suspects, in the order the forward pass meets them: the embe
          "tied output head (logits = h @ embed_tokens.weight.T).")
 
 
+@torch.no_grad()
+def randomize(model, gen) -> None:
+    """Every weight random, norms included (so a missing (1 + weight) shows): vectors 0.3, matrices 0.1 std."""
+    for param in model.parameters():
+        param.copy_(randn(*param.shape, gen=gen, scale=0.3 if param.dim() == 1 else 0.1))
+
+
 def tiny_checkpoint(gen):
     """(config, transformers model, its state dict): a tiny Gemma 1 with every weight random, norms included."""
     from transformers import GemmaForCausalLM
     config = GemmaConfig.tiny(num_layers=2, num_heads=4, num_kv_heads=random.choice([1, 2, 4]), head_dim=16)
     reference = GemmaForCausalLM(hf_gemma_config(config, attn_implementation="eager")).eval()
-    with torch.no_grad():
-        for param in reference.parameters():
-            param.copy_(randn(*param.shape, gen=gen, scale=0.3 if param.dim() == 1 else 0.1))
+    randomize(reference, gen)
     state = {name: t.detach().clone() for name, t in reference.state_dict().items() if name != "lm_head.weight"}
     return config, reference, state
 

@@ -17,10 +17,10 @@ from types import SimpleNamespace
 
 import torch
 
-from ..compare import fresh_generator, largest_difference, matches, randn
+from ..compare import fresh_generator, largest_difference, matches
 from ..core import Mismatch, check, require_callable
 from ..remote import RemoteError
-from .own_gemma import expect_logits_shape
+from .own_gemma import expect_logits_shape, randomize
 
 PROMPT = "The capital of France is Paris. The capital of Germany is"
 NEW_TOKENS = 6
@@ -47,10 +47,7 @@ def hf_state(model) -> dict:
 
 
 def plain_config(config) -> SimpleNamespace:
-    fields = ["vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
-              "head_dim", "rope_theta", "rms_norm_eps", "sliding_window", "layer_types", "rope_local_theta",
-              "rope_scaling_factor", "query_pre_attn_scalar"]
-    return SimpleNamespace(**{name: getattr(config, name) for name in fields})
+    return SimpleNamespace(**config.to_dict())
 
 
 def tiny_reference(gen) -> tuple:
@@ -60,9 +57,8 @@ def tiny_reference(gen) -> tuple:
     config = Gemma3Config.tiny(num_layers=4, layer_types=("local", "global", "local", "global"), sliding_window=3,
                                query_pre_attn_scalar=24, rope_scaling_factor=2.0, rope_theta=50_000.0)
     model = Gemma3(config).eval()
+    randomize(model, gen)
     with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(randn(*param.shape, gen=gen, scale=0.3 if param.dim() == 1 else 0.1))
         ids = torch.randint(0, config.vocab_size, (2, 9), generator=gen)
         return config, hf_state(model), ids, model(ids)
 
